@@ -1,0 +1,44 @@
+# The two set-up commands (README): `make run` and `make test`. Both create .venv themselves.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+
+.PHONY: run test check lint pytest npm-peers bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(VENV)/.installed $@
+
+npm-peers:
+	bash scripts/install-npm-peers.sh
+
+# Starts the example streamable-HTTP upstream next to the gateway so the demo needs no network.
+run: $(VENV)/.installed
+	@$(PY) examples/servers/media_server.py --transport http --port 8931 >/dev/null 2>&1 & media=$$!; \
+	trap 'kill $$media 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/mcpgw serve --config examples/gateway.yaml
+
+check: $(VENV)/.installed-dev
+	$(BIN)/ruff check mcp_gateway llm_gateway tests examples benchmarks
+	$(BIN)/ruff format --check mcp_gateway llm_gateway tests examples benchmarks
+	$(BIN)/mypy
+
+pytest: $(VENV)/.installed-dev npm-peers
+	$(BIN)/pytest
+
+test: check pytest
+
+bench: $(VENV)/.installed-dev
+	$(PY) benchmarks/proxy_overhead.py
+
+clean:
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""LLM routing for mcpgw (Anthropic / OpenAI compatible endpoints); filled in by its own issue."""

@@ -1,0 +1,17 @@
+"""mcpgw: one MCP endpoint that aggregates, governs and relays many upstream MCP servers."""
+
+from mcp_gateway.config import GatewayConfig, UpstreamConfig, load_config
+from mcp_gateway.errors import ConfigError, GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+
+__all__ = [
+    "ConfigError",
+    "GatewayConfig",
+    "GatewayError",
+    "UpstreamConfig",
+    "UpstreamError",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+    "load_config",
+]
+
+__version__ = "0.1.0"

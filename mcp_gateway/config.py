@@ -1,0 +1,320 @@
+"""gateway.yaml: the declarative description of a gateway and its upstreams.
+
+The same pydantic models validate the YAML file, `mcpgw import` output and (later) the admin
+API, so there is one definition of what a valid upstream is. Loading reports the first problems
+with the field path *and* the line in the file, because a platform engineer editing YAML needs
+to know where to look, not a pydantic traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mcp_gateway.errors import ConfigError
+
+UPSTREAM_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_]+$")
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+DEFAULT_CALL_TIMEOUT = 60.0
+DEFAULT_CONNECT_TIMEOUT = 30.0
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo such as `comand:` must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class _UpstreamBase(_Strict):
+    prefix: str | None = Field(
+        default=None,
+        description='Prefix for tool/prompt names; default is the upstream name, "" exposes names unprefixed.',
+    )
+    timeout: float = Field(default=DEFAULT_CALL_TIMEOUT, gt=0, description="Seconds one call may take.")
+    connect_timeout: float = Field(default=DEFAULT_CONNECT_TIMEOUT, gt=0, description="Seconds to connect.")
+    enabled: bool = True
+    description: str | None = None
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_charset(cls, value: str | None) -> str | None:
+        if value and not UPSTREAM_NAME_PATTERN.match(value):
+            raise ValueError("prefix may only contain letters, digits and underscores")
+        return value
+
+
+class StdioUpstream(_UpstreamBase):
+    """A server the gateway starts as a child process and talks to over stdin/stdout."""
+
+    transport: Literal["stdio"] = "stdio"
+    command: str = Field(min_length=1)
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+
+
+class HttpUpstream(_UpstreamBase):
+    """A server reached over MCP streamable HTTP."""
+
+    transport: Literal["http"] = "http"
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _check_http_url(value)
+
+
+class SseUpstream(_UpstreamBase):
+    """A server reached over the legacy HTTP+SSE transport (protocol 2024-11-05)."""
+
+    transport: Literal["sse"] = "sse"
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _check_http_url(value)
+
+
+def _check_http_url(value: str) -> str:
+    if "${" in value:
+        return value  # checked again once `${VAR}` references are expanded
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    return value
+
+
+UpstreamConfig = Annotated[StdioUpstream | HttpUpstream | SseUpstream, Field(discriminator="transport")]
+
+
+class ServerSettings(_Strict):
+    """How the gateway itself serves clients."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    name_separator: str = Field(default="-", min_length=1, max_length=3)
+    page_size: int = Field(default=200, ge=1, description="Items per page in tools/list, prompts/list, …")
+    allowed_hosts: list[str] | None = Field(
+        default=None, description="Host header allowlist for /mcp; default: loopback names when bound to loopback."
+    )
+    allowed_origins: list[str] | None = Field(
+        default=None, description="Origin allowlist for /mcp; default: loopback origins when bound to loopback."
+    )
+
+    @field_validator("name_separator")
+    @classmethod
+    def _separator_charset(cls, value: str) -> str:
+        if not re.match(r"^[-_]+$", value):
+            raise ValueError("name_separator may only use '-' or '_' (characters every MCP host accepts in tool names)")
+        return value
+
+
+class GatewayConfig(_Strict):
+    """The whole file."""
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    upstreams: dict[str, UpstreamConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_transport(cls, data: Any) -> Any:
+        """Let users omit `transport:` like in Claude's mcpServers files: `url` → http, otherwise stdio.
+
+        Defaulting to stdio (rather than leaving it unset) makes a typo such as `comand:` come back
+        as "extra input `comand`" on its own line instead of an opaque discriminator error. A section
+        holding only comments reads as null in YAML and means "empty".
+        """
+        if isinstance(data, dict):
+            data = {k: ({} if v is None and k in ("server", "upstreams") else v) for k, v in data.items()}
+        if isinstance(data, dict) and isinstance(data.get("upstreams"), dict):
+            upstreams = {}
+            for name, entry in data["upstreams"].items():
+                if isinstance(entry, dict) and "transport" not in entry:
+                    entry = dict(entry)
+                    if "type" in entry:
+                        entry["transport"] = entry.pop("type")
+                    else:
+                        entry["transport"] = "http" if "url" in entry else "stdio"
+                upstreams[name] = entry
+            data = {**data, "upstreams": upstreams}
+        return data
+
+    @field_validator("upstreams")
+    @classmethod
+    def _names(cls, value: dict[str, UpstreamConfig]) -> dict[str, UpstreamConfig]:
+        for name in value:
+            if not UPSTREAM_NAME_PATTERN.match(name):
+                raise ValueError(f"upstream name {name!r} may only contain letters, digits and underscores")
+        return value
+
+
+def prefix_of(name: str, upstream: StdioUpstream | HttpUpstream | SseUpstream) -> str:
+    """The effective name prefix: the upstream name unless `prefix` says otherwise."""
+    return name if upstream.prefix is None else upstream.prefix
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys: PyYAML would silently keep the last one."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, yaml.Node] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(
+                f"duplicate key {key!r} at line {key_node.start_mark.line + 1} "
+                f"(first defined at line {seen[key].start_mark.line + 1})"
+            )
+        seen[key] = key_node
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Read, validate and expand `${VAR}` references in a gateway.yaml.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, invalid, or references an unset variable.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found (create one with `mcpgw init`)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_config(text, source=str(path), environ=environ)
+
+
+def parse_config(
+    text: str, *, source: str = "<config>", environ: Mapping[str, str] | None = None, expand: bool = True
+) -> GatewayConfig:
+    """Validate YAML text; see `load_config`. `expand=False` keeps `${VAR}` references (for rewriting a file)."""
+    try:
+        root = yaml.compose(text, Loader=_UniqueKeyLoader)
+        data = yaml.load(text, Loader=_UniqueKeyLoader) if root is not None else {}
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc.message}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping with keys 'server' and 'upstreams'")
+    try:
+        config = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe_validation_error(exc, root, source)) from None
+    if not expand:
+        return config
+    return expand_environment(config, os.environ if environ is None else environ, source=source)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else str(problem)
+
+
+def _describe_validation_error(exc: ValidationError, root: yaml.Node | None, source: str) -> str:
+    lines = []
+    for error in exc.errors()[:5]:
+        loc = list(error["loc"])
+        if len(loc) > 2 and loc[0] == "upstreams" and loc[2] in ("stdio", "http", "sse"):
+            del loc[2]  # the discriminator tag pydantic inserts, not a key in the file
+        field = ".".join(str(part) for part in loc) or "(top level)"
+        line = _line_of(root, loc)
+        where = f"line {line}: " if line else ""
+        lines.append(f"{source}: {where}{field}: {error['msg']}")
+    more = len(exc.errors()) - 5
+    if more > 0:
+        lines.append(f"… and {more} more problem(s)")
+    return "\n".join(lines)
+
+
+def _line_of(node: yaml.Node | None, loc: Iterable[Any]) -> int | None:
+    """Walk the composed YAML tree along a pydantic error location to the nearest line number."""
+    line = None
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            match = [(k, v) for k, v in node.value if k.value == str(part)]
+            if not match:
+                break
+            line = match[0][0].start_mark.line + 1
+            node = match[0][1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def expand_environment(config: GatewayConfig, environ: Mapping[str, str], *, source: str) -> GatewayConfig:
+    """Replace `${VAR}` / `${VAR:-default}` in urls, headers, args and env so secrets stay out of the file."""
+    expanded: dict[str, StdioUpstream | HttpUpstream | SseUpstream] = {}
+    for name, upstream in config.upstreams.items():
+        where = f"{source}: upstreams.{name}"
+        if isinstance(upstream, StdioUpstream):
+            expanded[name] = upstream.model_copy(
+                update={
+                    "command": _expand(upstream.command, environ, f"{where}.command"),
+                    "args": [_expand(a, environ, f"{where}.args") for a in upstream.args],
+                    "env": {k: _expand(v, environ, f"{where}.env.{k}") for k, v in upstream.env.items()},
+                }
+            )
+        else:
+            url = _expand(upstream.url, environ, f"{where}.url")
+            try:
+                _check_http_url(url)
+            except ValueError as exc:
+                raise ConfigError(f"{where}.url: {exc}") from None
+            expanded[name] = upstream.model_copy(
+                update={
+                    "url": url,
+                    "headers": {k: _expand(v, environ, f"{where}.headers.{k}") for k, v in upstream.headers.items()},
+                }
+            )
+    return config.model_copy(update={"upstreams": expanded})
+
+
+def _expand(value: str, environ: Mapping[str, str], where: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        variable, default = match.group(1), match.group(2)
+        if variable in environ:
+            return environ[variable]
+        if default is not None:
+            return default
+        raise ConfigError(f"{where}: environment variable {variable} is not set")
+
+    return _ENV_REFERENCE.sub(replace, value)
+
+
+def dump_config(config: GatewayConfig) -> str:
+    """Serialise back to YAML, leaving out defaults so written files stay short and readable."""
+    data = config.model_dump(mode="json", exclude_defaults=True)
+    for name, upstream in config.upstreams.items():
+        data.setdefault("upstreams", {})[name] = {
+            "transport": upstream.transport,
+            **upstream.model_dump(mode="json", exclude_defaults=True),
+        }
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

@@ -1,0 +1,78 @@
+"""Relaying what an upstream sends *during* a call back to the client that made the call.
+
+Upstream sessions are shared by every client, so when an upstream asks its client for
+`sampling/createMessage`, `elicitation/create` or `roots/list`, or logs a message, the gateway
+must find which client request it belongs to — and must never hand one user's request to
+another user's client.
+
+Attribution, most precise first:
+1. `CURRENT_CALLER`: the gateway sets this context variable in the task serving the client's
+   request. The SDK's streamable-HTTP client carries the sender's contextvars through to the
+   handlers of messages that arrive on that request's response stream, so for HTTP upstreams
+   the attribution is exact even with many concurrent callers.
+2. Otherwise (stdio and SSE upstreams multiplex everything on one stream) the caller is the
+   one client request in flight on that upstream. When requests from more than one client
+   connection are in flight the message cannot be attributed: requests are refused with an
+   error the upstream sees, log messages stay in the gateway log. Never guessed.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from mcp.server.session import ServerSession
+from mcp_types import RequestId
+
+
+@dataclass(eq=False, slots=True)
+class Caller:
+    """The client request the gateway is serving: where relayed messages must go."""
+
+    session: ServerSession
+    """Request-scoped session: messages sent through it ride that request's response stream."""
+    request_id: RequestId | None
+    connection_key: object
+    """Identifies the client connection, so two requests of one client count as one caller."""
+    progress_token: str | int | None = None
+
+
+CURRENT_CALLER: ContextVar[Caller | None] = ContextVar("mcpgw_current_caller", default=None)
+
+
+class InFlight:
+    """The callers with a request in flight on one upstream session."""
+
+    def __init__(self) -> None:
+        self._callers: dict[int, Caller] = {}
+        self._ids = itertools.count()
+
+    @contextmanager
+    def track(self, caller: Caller | None) -> Iterator[None]:
+        if caller is None:
+            yield
+            return
+        key = next(self._ids)
+        self._callers[key] = caller
+        try:
+            yield
+        finally:
+            del self._callers[key]
+
+    def attribute(self) -> Caller | None:
+        """The caller a message from this upstream belongs to, or None when it cannot be known."""
+        current = CURRENT_CALLER.get()
+        if current is not None:
+            return current
+        callers = list(self._callers.values())
+        if not callers:
+            return None
+        if all(c.connection_key is callers[0].connection_key for c in callers):
+            return callers[-1]
+        return None
+
+    def __len__(self) -> int:
+        return len(self._callers)

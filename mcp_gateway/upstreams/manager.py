@@ -1,0 +1,108 @@
+"""All upstreams together: start and stop them, and keep the merged catalog current."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import anyio
+import anyio.abc
+
+from mcp_gateway.catalog import Catalog, Contribution
+from mcp_gateway.config import GatewayConfig, prefix_of
+from mcp_gateway.errors import UpstreamUnavailable
+from mcp_gateway.upstreams.connection import ListKind, UpstreamConnection, UpstreamState
+
+logger = logging.getLogger(__name__)
+
+CatalogListener = Callable[[frozenset[ListKind]], Awaitable[None]]
+ResourceListener = Callable[[str, str], Awaitable[None]]
+
+
+class UpstreamManager:
+    """Owns every `UpstreamConnection`; publishes an immutable `Catalog` whenever one changes."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.separator = config.server.name_separator
+        self.connections: dict[str, UpstreamConnection] = {
+            name: UpstreamConnection(
+                name, upstream, on_change=self._on_upstream_change, on_resource_updated=self._on_resource_updated
+            )
+            for name, upstream in config.upstreams.items()
+        }
+        self.catalog = Catalog()
+        self._catalog_listeners: list[CatalogListener] = []
+        self._resource_listeners: list[ResourceListener] = []
+        self._rebuild_lock = anyio.Lock()
+        self._task_group: anyio.abc.TaskGroup | None = None
+
+    def on_catalog_change(self, listener: CatalogListener) -> None:
+        self._catalog_listeners.append(listener)
+
+    def on_resource_updated(self, listener: ResourceListener) -> None:
+        self._resource_listeners.append(listener)
+
+    def get(self, name: str) -> UpstreamConnection:
+        try:
+            return self.connections[name]
+        except KeyError:
+            raise UpstreamUnavailable(name, f"no upstream named {name!r}") from None
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run every upstream until cancelled; `started` fires once each has made its first attempt."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._task_group = tg
+                for connection in self.connections.values():
+                    tg.start_soon(connection.run, name=f"upstream:{connection.name}")
+                for connection in self.connections.values():
+                    await connection.first_attempt_done.wait()
+                task_status.started()
+        finally:
+            self._task_group = None
+
+    def stop(self) -> None:
+        for connection in self.connections.values():
+            connection.stop()
+
+    @property
+    def ready(self) -> bool:
+        """Every enabled upstream is connected."""
+        return all(c.state is UpstreamState.CONNECTED for c in self.connections.values() if c.config.enabled)
+
+    async def _on_upstream_change(self, connection: UpstreamConnection, kinds: frozenset[ListKind]) -> None:
+        async with self._rebuild_lock:
+            before = self.catalog
+            after = Catalog.build(
+                (
+                    Contribution(
+                        upstream=c.name,
+                        prefix=prefix_of(c.name, c.config),
+                        tools=c.tools,
+                        prompts=c.prompts,
+                        resources=c.resources,
+                        resource_templates=c.resource_templates,
+                    )
+                    for c in self.connections.values()
+                    if c.state is UpstreamState.CONNECTED or c is connection
+                ),
+                self.separator,
+            )
+            self.catalog = after
+        for collision in set(after.collisions) - set(before.collisions):
+            logger.warning(collision.describe())
+        changed = set()
+        if before.tools != after.tools:
+            changed.add(ListKind.TOOLS)
+        if before.prompts != after.prompts:
+            changed.add(ListKind.PROMPTS)
+        if before.resources != after.resources or before.resource_templates != after.resource_templates:
+            changed.add(ListKind.RESOURCES)
+        if changed:
+            for listener in self._catalog_listeners:
+                await listener(frozenset(changed))
+
+    async def _on_resource_updated(self, connection: UpstreamConnection, uri: str) -> None:
+        for listener in self._resource_listeners:
+            await listener(connection.name, uri)

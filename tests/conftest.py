@@ -1,0 +1,146 @@
+"""Shared helpers: a real gateway on a free port, real upstream processes, the official SDK client."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+import uvicorn
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+from mcp_gateway.app import Gateway, create_gateway
+from mcp_gateway.config import GatewayConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+LAB_SERVER = ROOT / "tests" / "upstreams" / "lab_server.py"
+NOTES_SERVER = ROOT / "examples" / "servers" / "notes_server.py"
+MEDIA_SERVER = ROOT / "examples" / "servers" / "media_server.py"
+CONFORMANCE_SERVER = ROOT / "examples" / "servers" / "conformance_server.py"
+NPM_BIN = ROOT / ".cache" / "npm" / "node_modules" / ".bin"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def stdio_upstream(script: Path = LAB_SERVER, **fields: Any) -> dict[str, Any]:
+    """Config for an upstream the gateway starts itself; `env` may be passed in `fields`."""
+    return {"transport": "stdio", "command": sys.executable, "args": [str(script)], **fields}
+
+
+def lab(**env: str) -> dict[str, Any]:
+    return stdio_upstream(LAB_SERVER, env=dict(env))
+
+
+class _TestServer(uvicorn.Server):
+    """uvicorn without signal handlers: the test runner owns SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class RunningGateway:
+    gateway: Gateway
+    base_url: str
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/mcp"
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(upstreams: Mapping[str, Any], **server: Any) -> AsyncIterator[RunningGateway]:
+    """Serve a gateway over real HTTP on a free port for the duration of the block."""
+    port = free_port()
+    config = GatewayConfig.model_validate({"server": {"port": port, **server}, "upstreams": dict(upstreams)})
+    gateway = create_gateway(config)
+    uv = _TestServer(
+        uvicorn.Config(gateway.app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False)
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(uv.serve)
+        with anyio.fail_after(30):
+            while not uv.started:
+                await anyio.sleep(0.02)
+        try:
+            yield RunningGateway(gateway=gateway, base_url=f"http://127.0.0.1:{port}")
+        finally:
+            uv.should_exit = True
+
+
+@contextlib.asynccontextmanager
+async def mcp_client(
+    url: str, headers: Mapping[str, str] | None = None, **session_options: Any
+) -> AsyncIterator[ClientSession]:
+    """The official SDK client, initialized, over streamable HTTP."""
+    async with (
+        httpx2.AsyncClient(headers=dict(headers or {}), timeout=httpx2.Timeout(30, read=300)) as http,
+        streamable_http_client(url, http_client=http) as (read, write),
+        ClientSession(read, write, **session_options) as session,
+    ):
+        await session.initialize()
+        yield session
+
+
+@contextlib.asynccontextmanager
+async def upstream_process(
+    script: Path, transport: str = "http", env: Mapping[str, str] | None = None
+) -> AsyncIterator[str]:
+    """Run an example/test server as its own process; yields its endpoint URL once it accepts connections."""
+    port = free_port()
+    process = await anyio.open_process(
+        [sys.executable, str(script), "--transport", transport, "--port", str(port)],
+        env={**os.environ, **(env or {})},
+        stdout=None,
+        stderr=None,
+    )
+    try:
+        with anyio.fail_after(30):
+            while True:
+                try:
+                    stream = await anyio.connect_tcp("127.0.0.1", port)
+                    await stream.aclose()
+                    break
+                except OSError:
+                    if process.returncode is not None:
+                        raise RuntimeError(f"{script.name} exited with {process.returncode}") from None
+                    await anyio.sleep(0.05)
+        path = "/mcp" if transport == "http" else "/sse"
+        yield f"http://127.0.0.1:{port}{path}"
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            with anyio.move_on_after(5):
+                await process.wait()
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        await process.aclose()
+
+
+def tool_names(result: Any) -> list[str]:
+    return [tool.name for tool in result.tools]
+
+
+def text_of(result: Any) -> str:
+    return "".join(block.text for block in result.content if getattr(block, "type", None) == "text")
