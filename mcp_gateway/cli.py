@@ -8,13 +8,14 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import anyio
 import typer
 import uvicorn
 from rich.console import Console
 from rich.table import Table
+from sse_starlette.sse import AppStatus
 
 from mcp_gateway import __version__
 from mcp_gateway.config import GatewayConfig, dump_config, load_config, parse_config
@@ -77,6 +78,12 @@ def _load(path: Path) -> GatewayConfig:
         raise typer.Exit(2) from None
 
 
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def _setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -109,17 +116,29 @@ def serve(
     gateway_config = gateway_config.model_copy(update={"server": settings})
     gateway = create_gateway(gateway_config)
 
+    # sse_starlette would end every open event stream on its own timer after a signal, racing
+    # the answers below; the gateway decides when streams end.
+    cast(Any, AppStatus).disable_automatic_graceful_drain()  # untyped in sse_starlette
+
     class _Server(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-            # Fail calls that are waiting on upstreams right away instead of letting them hang
-            # until the grace period cuts their connection without an answer.
+            # Fail calls that are waiting on upstreams right away (they get an error result)
+            # and let those answers go out before open streams are ended.
             gateway.manager.stop()
+            with anyio.move_on_after(shutdown_grace):
+                while gateway.manager.calls_in_flight():  # noqa: ASYNC110 -- brief poll, shutdown only
+                    await anyio.sleep(0.02)
+            AppStatus.should_exit = True
             await super().shutdown(sockets)
 
     uvicorn_config = uvicorn.Config(
         gateway.app,
         host=settings.host,
         port=settings.port,
+        # uvloop and httptools roughly halve the event-loop and HTTP-parsing cost of every hop,
+        # which is most of what a proxy does (see benchmarks/README.md).
+        loop="uvloop" if _has("uvloop") else "asyncio",
+        http="httptools" if _has("httptools") else "h11",
         log_level=log_level.lower(),
         access_log=access_log,
         timeout_graceful_shutdown=max(1, round(shutdown_grace)),

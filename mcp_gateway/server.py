@@ -239,9 +239,13 @@ async def _relayed(ctx: Ctx, upstream: UpstreamConnection, request: types.Client
 
     token = CURRENT_CALLER.set(caller)
     try:
-        return await upstream.request(request, caller=caller, progress=progress if wants_progress else None)
+        result = await upstream.request(request, caller=caller, progress=progress if wants_progress else None)
     finally:
         CURRENT_CALLER.reset(token)
+    # 2026-07-28 requires `resultType`; handshake-era upstreams never send it and the SDK drops
+    # it again for handshake-era clients.
+    result.setdefault("resultType", "complete")
+    return result
 
 
 async def _relayed_or_error(ctx: Ctx, upstream: UpstreamConnection, request: types.ClientRequest) -> dict[str, Any]:
@@ -281,7 +285,7 @@ def _forwardable_meta(meta: types.RequestParamsMeta | None) -> types.RequestPara
 
 
 def _tool_error(message: str) -> dict[str, Any]:
-    return {"content": [{"type": "text", "text": message}], "isError": True}
+    return {"content": [{"type": "text", "text": message}], "isError": True, "resultType": "complete"}
 
 
 def _page(items: tuple[_T, ...], params: types.PaginatedRequestParams | None, size: int) -> tuple[list[_T], str | None]:

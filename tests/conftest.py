@@ -77,12 +77,19 @@ async def running_gateway(upstreams: Mapping[str, Any], **server: Any) -> AsyncI
     uv = _TestServer(
         uvicorn.Config(gateway.app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False)
     )
+
+    async def serve() -> None:
+        # Shielded: a failing test body cancels the task group, and uvicorn must still get to
+        # close its listening socket (an unclosed one fails a later test via ResourceWarning).
+        with anyio.CancelScope(shield=True):
+            await uv.serve()
+
     async with anyio.create_task_group() as tg:
-        tg.start_soon(uv.serve)
-        with anyio.fail_after(30):
-            while not uv.started:
-                await anyio.sleep(0.02)
+        tg.start_soon(serve)
         try:
+            with anyio.fail_after(30):
+                while not uv.started:
+                    await anyio.sleep(0.02)
             yield RunningGateway(gateway=gateway, base_url=f"http://127.0.0.1:{port}")
         finally:
             uv.should_exit = True

@@ -240,8 +240,9 @@ class UpstreamConnection:
                     ) from None
                 if exc.error.code == CONNECTION_CLOSED:
                     self._wake.set()
+                    why = "mcpgw is shutting down" if self._stopping else "the connection closed"
                     raise UpstreamUnavailable(
-                        self.name, f"upstream {self.name!r} closed the connection during {request.method}"
+                        self.name, f"upstream {self.name!r} did not answer {request.method}: {why}"
                     ) from None
                 raise
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream):

@@ -66,6 +66,9 @@ class UpstreamManager:
         for connection in self.connections.values():
             connection.stop()
 
+    def calls_in_flight(self) -> int:
+        return sum(len(c.in_flight) for c in self.connections.values())
+
     @property
     def ready(self) -> bool:
         """Every enabled upstream is connected."""

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
+import anyio
 import httpx2
 from mcp import StdioServerParameters
 from mcp.client.sse import sse_client
@@ -48,8 +49,9 @@ async def _streamable_http(config: HttpUpstream) -> AsyncIterator[Streams]:
     # Enough keep-alive connections for a burst of concurrent calls: opening a new TCP
     # connection per call costs more than the call itself on loopback.
     limits = httpx2.Limits(max_connections=256, max_keepalive_connections=64)
+    transport = _DrainingTransport(httpx2.AsyncHTTPTransport(limits=limits))
     async with (
-        httpx2.AsyncClient(headers=config.headers, timeout=timeout, limits=limits) as client,
+        httpx2.AsyncClient(headers=config.headers, timeout=timeout, transport=transport) as client,
         streamable_http_client(config.url, http_client=client) as streams,
     ):
         yield streams
@@ -61,3 +63,45 @@ async def _sse(config: SseUpstream) -> AsyncIterator[Streams]:
         config.url, headers=config.headers, timeout=config.connect_timeout, sse_read_timeout=_STREAM_READ_TIMEOUT
     ) as streams:
         yield streams
+
+
+class _DrainingTransport(httpx2.AsyncBaseTransport):
+    """Lets a POST's SSE response finish before it is closed, so its connection is kept alive.
+
+    The SDK client closes a call's event stream as soon as the result event arrives, a moment
+    before the server ends the stream. httpx2 can only return a connection to the pool once its
+    body is fully read, so every call would open (and the upstream accept) a new TCP connection.
+    Reading the few remaining bytes, briefly, turns that back into keep-alive.
+    """
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self._inner.handle_async_request(request)
+        if request.method == "POST" and response.headers.get("content-type", "").startswith("text/event-stream"):
+            response.stream = _DrainOnClose(response.stream)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _DrainOnClose(httpx2.AsyncByteStream):
+    _DRAIN_SECONDS = 0.05
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._iterator: Any = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        self._iterator = self._inner.__aiter__()
+        async for chunk in self._iterator:
+            yield chunk
+
+    async def aclose(self) -> None:
+        if self._iterator is not None:
+            with anyio.move_on_after(self._DRAIN_SECONDS):
+                async for _ in self._iterator:
+                    pass
+        await self._inner.aclose()

@@ -1,0 +1,891 @@
+"""Proxy overhead: what a ``tools/call`` costs through mcpgw compared with calling the upstream directly.
+
+Why this shape:
+
+* The machines this runs on have 2 cores and are noisy (±25 % run to run), so absolute calls/s mean little.
+  What counts is the **ratio gateway/direct measured in the same run**, with the two modes interleaved
+  (direct C=1, gateway C=1, direct C=32, gateway C=32, …) so that drift hits both sides alike.
+* Upstream, gateway and load client are three separate processes. If the client ran inside the gateway's process
+  (or the gateway inside the benchmark's), their CPU would be mixed and the overhead figure meaningless.
+* The load client is the official SDK client (``ClientSession`` over ``streamable_http_client``) with one
+  ``httpx2.AsyncClient`` per session, i.e. what a real MCP client does. Concurrency C means C independent sessions,
+  each with its own connection pool, because one shared pool is itself a bottleneck on these machines.
+* Each worker reports markers on stdout when its measured phase starts and ends; the orchestrator samples the
+  CPU time of the gateway and upstream processes at those markers, which gives CPU milliseconds per call for
+  each hop -- a sharper signal than wall-clock throughput on a shared 2-core box.
+
+Usage::
+
+    .venv/bin/python benchmarks/proxy_overhead.py                      # N=2000, C=1 and 32, one round
+    .venv/bin/python benchmarks/proxy_overhead.py --repeat 3           # median of 3 interleaved rounds
+    .venv/bin/python benchmarks/proxy_overhead.py --quick              # N=300 smoke run
+    .venv/bin/python benchmarks/proxy_overhead.py --profile            # + py-spy flame graph of the gateway at max C
+
+Results go to ``benchmarks/results/proxy_overhead-<UTC timestamp>.json`` and ``…/proxy_overhead-latest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import html
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+LAB_SERVER = REPO_ROOT / "tests" / "upstreams" / "lab_server.py"
+PROFILE_SVG = RESULTS_DIR / "gateway-profile.svg"
+
+UPSTREAM_NAME = "lab"
+DIRECT_TOOL = "echo"
+GATEWAY_TOOL = f"{UPSTREAM_NAME}-echo"  # the gateway's default prefix is the upstream name, "-" separated
+MODES: tuple[str, ...] = ("direct", "gateway")
+
+MARK_START = "@@measure-start"  # worker → orchestrator: the measured phase begins now
+MARK_END = "@@measure-end"  # worker → orchestrator: the measured phase is over
+RESULT_PREFIX = "@@result "  # worker → orchestrator: one JSON object follows on the same line
+
+STARTUP_TIMEOUT = 30.0  # seconds for upstream/gateway to become ready
+WORKER_TIMEOUT = 600.0  # hard cap per measurement process, whatever N is
+CALL_TIMEOUT = 30.0  # per tools/call in the client, so a wedged gateway fails the run instead of hanging it
+
+# --------------------------------------------------------------------------------------------------------------
+# Small helpers shared by both sides
+# --------------------------------------------------------------------------------------------------------------
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile: always an observed value, which is what a p99 of 2000 samples should be."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def free_port() -> int:
+    """A port the OS just handed out; good enough on loopback where nothing else races for it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Worker: the load client, run in its own process
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _emit(line: str) -> None:
+    """Write a protocol line to stdout immediately: the orchestrator times CPU samples on these markers."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+async def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
+    """Open C sessions, warm up, then make N calls spread dynamically over the sessions and time each one.
+
+    Work is handed out from a shared counter rather than pre-split N/C per session, so a session that happens to
+    be slower does not leave the others idle at the end and stretch the wall time.
+    """
+    import anyio
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    concurrency: int = args.concurrency
+    text = "x" * args.payload
+
+    async with contextlib.AsyncExitStack() as stack:
+        sessions: list[ClientSession] = []
+        for _ in range(concurrency):
+            http_client = await stack.enter_async_context(create_mcp_http_client())
+            read, write = await stack.enter_async_context(streamable_http_client(args.url, http_client=http_client))
+            session = await stack.enter_async_context(ClientSession(read, write, read_timeout_seconds=CALL_TIMEOUT))
+            await session.initialize()
+            sessions.append(session)
+
+        async def one_call(session: ClientSession) -> None:
+            if args.op == "list":
+                listed = await session.list_tools()
+                if not listed.tools:
+                    raise RuntimeError("tools/list returned no tools")
+                return
+            result = await session.call_tool(args.tool, {"text": text})
+            if result.is_error or getattr(result.content[0], "text", None) != text:
+                raise RuntimeError(f"unexpected tools/call result: {result!r}"[:500])
+
+        async def drain(session: ClientSession, budget: list[int], latencies: list[float] | None) -> None:
+            while budget[0] > 0:
+                budget[0] -= 1
+                started = time.perf_counter()
+                await one_call(session)
+                if latencies is not None:
+                    latencies.append(time.perf_counter() - started)
+
+        async def phase(total: int, latencies: list[float] | None) -> float:
+            budget = [total]
+            started = time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                for session in sessions:
+                    tg.start_soon(drain, session, budget, latencies)
+            return time.perf_counter() - started
+
+        # Warm-up: one call on every session first (so all C are live), then the rest from the shared budget.
+        async with anyio.create_task_group() as tg:
+            for session in sessions:
+                tg.start_soon(one_call, session)
+        await phase(max(0, args.warmup - concurrency), None)
+
+        latencies: list[float] = []
+        cpu_before = time.process_time()
+        _emit(MARK_START)
+        wall = await phase(args.calls, latencies)
+        _emit(MARK_END)
+        client_cpu = time.process_time() - cpu_before
+
+    latencies.sort()
+    return {
+        "op": args.op,
+        "concurrency": concurrency,
+        "calls": len(latencies),
+        "wall_s": wall,
+        "calls_per_s": len(latencies) / wall,
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p90_ms": percentile(latencies, 0.90) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "max_ms": latencies[-1] * 1000,
+        "mean_ms": statistics.fmean(latencies) * 1000,
+        "client_cpu_ms_per_call": client_cpu * 1000 / len(latencies),
+    }
+
+
+def worker_main(args: argparse.Namespace) -> int:
+    """Entry point of ``--worker``: run one measurement and print it as one ``@@result`` JSON line."""
+    import warnings
+
+    import anyio
+
+    with contextlib.suppress(ImportError):
+        from mcp.shared.exceptions import MCPDeprecationWarning
+
+        warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
+    result = anyio.run(_run_worker, args)
+    _emit(RESULT_PREFIX + json.dumps(result))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Orchestrator: child processes
+# --------------------------------------------------------------------------------------------------------------
+
+
+class BenchmarkError(RuntimeError):
+    """A setup or measurement failure with enough context (stderr tails) to act on."""
+
+
+@dataclass
+class Child:
+    """A child process in its own session (so Ctrl-C reaches only us and we decide the shutdown order)."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stderr_tail(self, lines: int = 30) -> str:
+        """Last lines of the child's combined output, for error messages."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no output captured)"
+        return "\n".join(text.splitlines()[-lines:]) or "(empty)"
+
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM the child's process group, then SIGKILL it if it has not exited within ``grace`` seconds."""
+        if self.proc.poll() is not None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=grace)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+class Children:
+    """Owns every process the benchmark starts; ``close()`` stops them all in reverse start order."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.items: list[Child] = []
+
+    def start(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None) -> Child:
+        """Start ``argv`` with stdout+stderr going to a log file in the temp dir."""
+        log_path = self.workdir / f"{name}.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                list(argv),
+                cwd=REPO_ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        child = Child(name, proc, log_path)
+        self.items.append(child)
+        return child
+
+    def close(self) -> None:
+        """Stop all children; never raises, because it runs on the error path too."""
+        for child in reversed(self.items):
+            with contextlib.suppress(Exception):
+                child.stop()
+        self.items.clear()
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime+stime of a process from /proc (Linux); NaN elsewhere, which then shows up as n/a in the table."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return math.nan
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_for_port(child: Child, port: int, timeout: float) -> None:
+    """Wait until ``port`` accepts TCP connections, failing fast if the child dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.proc.poll() is not None:
+            raise BenchmarkError(f"{child.name} exited with {child.proc.returncode}:\n{child.stderr_tail()}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise BenchmarkError(f"{child.name} did not listen on port {port} within {timeout:.0f}s:\n{child.stderr_tail()}")
+
+
+def wait_for_ready(child: Child, base_url: str, timeout: float) -> dict[str, Any]:
+    """Poll ``GET /readyz`` until 200 (the upstream is connected and its tools are in the catalog)."""
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if child.proc.poll() is not None:
+            raise BenchmarkError(f"gateway exited with {child.proc.returncode}:\n{child.stderr_tail()}")
+        try:
+            with urllib.request.urlopen(base_url + "/readyz", timeout=2) as response:
+                body: dict[str, Any] = json.loads(response.read())
+                if response.status == 200:
+                    return body
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}: {exc.read()[:300]!r}"
+        except (OSError, ValueError) as exc:
+            last = repr(exc)
+        time.sleep(0.2)
+    raise BenchmarkError(
+        f"gateway not ready within {timeout:.0f}s (last /readyz: {last}); gateway output:\n{child.stderr_tail()}"
+    )
+
+
+def start_stack(children: Children, workdir: Path) -> tuple[Child, Child, str, str]:
+    """Start the lab upstream and a gateway in front of it; return both and their /mcp URLs."""
+    upstream_port, gateway_port = free_port(), free_port()
+    upstream = children.start(
+        "upstream", [sys.executable, str(LAB_SERVER), "--transport", "http", "--port", str(upstream_port)]
+    )
+    wait_for_port(upstream, upstream_port, STARTUP_TIMEOUT)
+    direct_url = f"http://127.0.0.1:{upstream_port}/mcp"
+
+    config = workdir / "gateway.yaml"
+    config.write_text(
+        f"server:\n  host: 127.0.0.1\nupstreams:\n  {UPSTREAM_NAME}:\n    transport: http\n    url: {direct_url}\n"
+    )
+    mcpgw = Path(sys.executable).parent / "mcpgw"
+    mcpgw_cmd = str(mcpgw) if mcpgw.exists() else shutil.which("mcpgw")
+    if mcpgw_cmd is None:
+        raise BenchmarkError("mcpgw not found next to this python nor on PATH; run with the project's venv python")
+    gateway = children.start(
+        "gateway",
+        [mcpgw_cmd, "serve", "--config", str(config), "--port", str(gateway_port), "--log-level", "warning"],
+    )
+    base = f"http://127.0.0.1:{gateway_port}"
+    ready = wait_for_ready(gateway, base, STARTUP_TIMEOUT)
+    if ready.get("tools", 0) < 1:
+        raise BenchmarkError(f"gateway is ready but lists no tools: {ready}")
+    return upstream, gateway, direct_url, base + "/mcp"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Orchestrator: one measurement
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Measurement:
+    """One worker run plus the CPU the gateway and upstream burned during its measured phase."""
+
+    mode: str
+    op: str
+    concurrency: int
+    result: dict[str, Any]
+    gateway_cpu_ms_per_call: float
+    upstream_cpu_ms_per_call: float
+    round: int
+    profiled: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "op": self.op,
+            "concurrency": self.concurrency,
+            "round": self.round,
+            "profiled": self.profiled,
+            **self.result,
+            "gateway_cpu_ms_per_call": self.gateway_cpu_ms_per_call,
+            "upstream_cpu_ms_per_call": self.upstream_cpu_ms_per_call,
+        }
+
+
+@dataclass
+class Runner:
+    """Runs workers against a started stack, enforcing per-run and overall deadlines."""
+
+    upstream: Child
+    gateway: Child
+    urls: dict[str, str]
+    deadline: float
+    workdir: Path
+    payload: int
+    warmup: int
+    measurements: list[Measurement] = field(default_factory=list)
+
+    def run(
+        self, mode: str, op: str, concurrency: int, calls: int, round_no: int, profiled: bool = False
+    ) -> Measurement:
+        """Run one worker process and sample gateway/upstream CPU at its start/end markers."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 5:
+            raise BenchmarkError("overall time budget exhausted (raise --max-seconds or lower --calls/--repeat)")
+        for child in (self.upstream, self.gateway):
+            if child.proc.poll() is not None:
+                raise BenchmarkError(f"{child.name} died (exit {child.proc.returncode}):\n{child.stderr_tail()}")
+        tool = GATEWAY_TOOL if mode == "gateway" else DIRECT_TOOL
+        argv = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--worker",
+            "--url",
+            self.urls[mode],
+            "--tool",
+            tool,
+            "--op",
+            op,
+            "--concurrency",
+            str(concurrency),
+            "--calls",
+            str(calls),
+            "--warmup",
+            str(self.warmup if op == "call" else max(10, self.warmup // 5)),
+            "--payload",
+            str(self.payload),
+        ]
+        stderr_path = self.workdir / "worker.stderr"
+        with stderr_path.open("wb") as stderr:
+            proc = subprocess.Popen(
+                argv, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True
+            )
+        timer = threading.Timer(min(WORKER_TIMEOUT, remaining), proc.kill)
+        timer.start()
+        cpu: dict[str, tuple[float, float]] = {}
+        result: dict[str, Any] | None = None
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                line = line.rstrip("\n")
+                if line in (MARK_START, MARK_END):
+                    cpu[line] = (cpu_seconds(self.gateway.proc.pid), cpu_seconds(self.upstream.proc.pid))
+                elif line.startswith(RESULT_PREFIX):
+                    result = json.loads(line[len(RESULT_PREFIX) :])
+            proc.wait(timeout=30)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            timer.cancel()
+        if proc.returncode != 0 or result is None:
+            tail = "\n".join(stderr_path.read_text(errors="replace").splitlines()[-25:])
+            raise BenchmarkError(
+                f"worker {mode} {op} C={concurrency} failed (exit {proc.returncode}; killed if it ran past the "
+                f"time limit):\n{tail}\n--- gateway output ---\n{self.gateway.stderr_tail(15)}"
+            )
+        n = result["calls"]
+        gw = (cpu[MARK_END][0] - cpu[MARK_START][0]) * 1000 / n if len(cpu) == 2 else math.nan
+        up = (cpu[MARK_END][1] - cpu[MARK_START][1]) * 1000 / n if len(cpu) == 2 else math.nan
+        m = Measurement(mode, op, concurrency, result, gw, up, round_no, profiled)
+        self.measurements.append(m)
+        print(
+            f"  round {round_no} {mode:<7} {op:<4} C={concurrency:<3} {result['calls_per_s']:8.1f} calls/s  "
+            f"p50 {result['p50_ms']:7.2f} ms  p99 {result['p99_ms']:7.2f} ms" + ("  (profiled)" if profiled else ""),
+            flush=True,
+        )
+        return m
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Profiling (optional)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def find_py_spy() -> str | None:
+    """py-spy next to this python (a venv install) or on PATH."""
+    local = Path(sys.executable).parent / "py-spy"
+    return str(local) if local.exists() else shutil.which("py-spy")
+
+
+@contextlib.contextmanager
+def py_spy_attached(py_spy: str, pid: int, output: Path, log: Path) -> Iterator[None]:
+    """Record a flame graph of ``pid`` for the duration of the block; SIGINT makes py-spy write the SVG.
+
+    Attaching by pid (rather than starting the gateway under py-spy) keeps start-up and the unprofiled runs out
+    of the profile, so the flame graph shows only the steady-state hot path.
+    """
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [
+                py_spy,
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                "200",
+                "--function",
+                "--format",
+                "flamegraph",
+                "-o",
+                str(output),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        time.sleep(1.0)  # let it attach before load starts
+        if proc.poll() is not None:
+            raise BenchmarkError(f"py-spy exited early:\n{log.read_text(errors='replace')[-2000:]}")
+        yield
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+_FRAME_TITLE = re.compile(r"<title>(?P<name>.*?) \((?P<samples>[\d,]+) samples?, [\d.]+%\)</title>")
+_FRAME_GEOM = re.compile(r'fg:x="(?P<x>\d+)" fg:w="(?P<w>\d+)"')
+_FRAME_Y = re.compile(r'<rect [^>]*?y="(?P<y>[\d.]+)"')
+
+
+def flamegraph_hot_spots(svg: Path, top: int = 15) -> dict[str, Any]:
+    """Self and total sample shares per function, read back from py-spy's (inferno) SVG.
+
+    Why parse the SVG: it is the one artefact py-spy writes, and each frame carries its sample offset/width
+    (``fg:x``/``fg:w``) and depth (``y``), which is enough to rebuild the tree: self = width - children's widths.
+    Total time counts a function once per stack even when it recurses (nested frames are not double counted).
+    """
+    text = svg.read_text(errors="replace")
+    frames: list[tuple[float, int, int, str]] = []  # (y, x, w, name)
+    for chunk in text.split("<g>")[1:]:
+        title, geom, ymatch = _FRAME_TITLE.search(chunk), _FRAME_GEOM.search(chunk), _FRAME_Y.search(chunk)
+        if not (title and geom and ymatch):
+            continue
+        frames.append((float(ymatch["y"]), int(geom["x"]), int(geom["w"]), html.unescape(title["name"])))
+    if not frames:
+        return {"self": [], "total": [], "total_samples": 0}
+    # py-spy draws an icicle graph (root on top, smallest y); order rows from the root's row outwards either way.
+    root_y = next((y for y, _, _, name in frames if name == "all"), min(f[0] for f in frames))
+    rows = sorted({f[0] for f in frames}, key=lambda y: abs(y - root_y))
+    depth = {y: i for i, y in enumerate(rows)}
+    by_depth: dict[int, list[tuple[int, int, str]]] = defaultdict(list)
+    for y, x, w, name in frames:
+        by_depth[depth[y]].append((x, w, name))
+    root_samples = max((w for _, w, _ in by_depth[0]), default=1)
+    self_samples: dict[str, int] = defaultdict(int)
+    total_spans: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for d, items in by_depth.items():
+        children = sorted(by_depth.get(d + 1, []))
+        for x, w, name in items:
+            covered = sum(cw for cx, cw, _ in children if x <= cx < x + w)
+            self_samples[name] += w - covered
+            total_spans[name].append((x, x + w))
+    totals: dict[str, int] = {}
+    for name, spans in total_spans.items():  # union of intervals = samples with the function anywhere on the stack
+        spans.sort()
+        covered, end = 0, -1
+        for start, stop in spans:
+            if stop <= end:
+                continue
+            covered += stop - max(start, end)
+            end = stop
+        totals[name] = covered
+
+    def ranked(values: dict[str, int], keep: Callable[[str, int], bool] = lambda n, s: True) -> list[dict[str, Any]]:
+        best = sorted(values.items(), key=lambda kv: kv[1], reverse=True)
+        chosen = [(n, s) for n, s in best if n != "all" and keep(n, s)][:top]
+        return [{"function": n, "samples": s, "pct": 100 * s / root_samples} for n, s in chosen]
+
+    # The trunk (entry point → uvicorn → event loop) is ~100 % of every profile and says nothing: drop it.
+    def off_trunk(name: str, samples: int) -> bool:
+        return samples < 0.95 * root_samples
+
+    return {
+        "total_samples": root_samples,
+        "self": ranked(self_samples),
+        "total": ranked(totals, off_trunk),
+        "gateway_code_total": ranked(
+            totals, lambda name, samples: "(mcp_gateway/" in name and off_trunk(name, samples)
+        ),
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------------------------------------------
+
+
+def median_of(values: Sequence[float]) -> float:
+    clean = [v for v in values if not math.isnan(v)]
+    return statistics.median(clean) if clean else math.nan
+
+
+def summarise(measurements: Sequence[Measurement], concurrencies: Sequence[int]) -> dict[str, Any]:
+    """Median per (mode, C) over rounds, plus per-round gateway/direct ratios and their median.
+
+    Ratios are computed within a round first (gateway run next to its direct run) and only then medianed,
+    because drift between rounds is larger than the difference we want to see.
+    """
+    calls = [m for m in measurements if m.op == "call" and not m.profiled]
+    rows: list[dict[str, Any]] = []
+    ratios: list[dict[str, Any]] = []
+    for c in concurrencies:
+        per_mode = {}
+        for mode in MODES:
+            runs = [m for m in calls if m.mode == mode and m.concurrency == c]
+            if not runs:
+                continue
+            row: dict[str, Any] = {"mode": mode, "concurrency": c, "rounds": len(runs)}
+            for key in ("calls_per_s", "p50_ms", "p99_ms", "client_cpu_ms_per_call"):
+                row[key] = median_of([m.result[key] for m in runs])
+            for key in ("gateway_cpu_ms_per_call", "upstream_cpu_ms_per_call"):
+                row[key] = median_of([getattr(m, key) for m in runs])
+            rows.append(row)
+            per_mode[mode] = {m.round: m for m in runs}
+        if len(per_mode) < 2:
+            continue
+        rounds = sorted(set(per_mode["direct"]) & set(per_mode["gateway"]))
+        per_round = []
+        for r in rounds:
+            d, g = per_mode["direct"][r].result, per_mode["gateway"][r].result
+            per_round.append(
+                {
+                    "round": r,
+                    "throughput_ratio": g["calls_per_s"] / d["calls_per_s"],
+                    "p50_overhead_ms": g["p50_ms"] - d["p50_ms"],
+                    "p99_overhead_ms": g["p99_ms"] - d["p99_ms"],
+                }
+            )
+        ratios.append(
+            {
+                "concurrency": c,
+                "throughput_ratio": median_of([p["throughput_ratio"] for p in per_round]),
+                "p50_overhead_ms": median_of([p["p50_overhead_ms"] for p in per_round]),
+                "p99_overhead_ms": median_of([p["p99_overhead_ms"] for p in per_round]),
+                "per_round": per_round,
+            }
+        )
+    lists = [m for m in measurements if m.op == "list"]
+    list_summary: dict[str, Any] = {}
+    for mode in MODES:
+        runs = [m for m in lists if m.mode == mode]
+        if runs:
+            list_summary[mode] = {
+                "p50_ms": median_of([m.result["p50_ms"] for m in runs]),
+                "p99_ms": median_of([m.result["p99_ms"] for m in runs]),
+                "calls": runs[0].result["calls"],
+                "rounds": len(runs),
+            }
+    if len(list_summary) == 2:
+        list_summary["p50_overhead_ms"] = list_summary["gateway"]["p50_ms"] - list_summary["direct"]["p50_ms"]
+    return {"rows": rows, "ratios": ratios, "tools_list": list_summary}
+
+
+def _fmt(value: float, spec: str) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
+def print_report(summary: dict[str, Any], machine: dict[str, Any], args: argparse.Namespace, elapsed: float) -> None:
+    """The human-readable table; the JSON file has every figure, this shows the ones that matter."""
+    print()
+    print(
+        f"machine: {machine['cpu_count']} CPUs, {machine['platform']}, python {machine['python']}, "
+        f"mcp {machine['mcp']}, httpx2 {machine['httpx2']}, load avg at start {machine['loadavg_start']}"
+    )
+    print(f"calls per run N={args.calls}, warm-up {args.warmup}, payload {args.payload} B, rounds {args.repeat}")
+    header = (
+        f"{'mode':<8} {'C':>3} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'gw CPU ms/call':>15} {'up CPU ms/call':>15} {'client CPU ms/call':>19}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in summary["rows"]:
+        print(
+            f"{row['mode']:<8} {row['concurrency']:>3} {_fmt(row['calls_per_s'], '9.1f')} "
+            f"{_fmt(row['p50_ms'], '8.2f')} {_fmt(row['p99_ms'], '8.2f')} "
+            f"{_fmt(row['gateway_cpu_ms_per_call'], '15.2f')} {_fmt(row['upstream_cpu_ms_per_call'], '15.2f')} "
+            f"{_fmt(row['client_cpu_ms_per_call'], '19.2f')}"
+        )
+    print()
+    for ratio in summary["ratios"]:
+        per_round = ", ".join(f"{p['throughput_ratio']:.2f}" for p in ratio["per_round"])
+        print(
+            f"C={ratio['concurrency']:<3} gateway/direct throughput {ratio['throughput_ratio']:.2f}x "
+            f"(per round: {per_round}); latency overhead p50 {ratio['p50_overhead_ms']:+.2f} ms, "
+            f"p99 {ratio['p99_overhead_ms']:+.2f} ms"
+        )
+    tl = summary["tools_list"]
+    if "direct" in tl and "gateway" in tl:
+        print(
+            f"tools/list p50 ({tl['direct']['calls']} sequential): direct {tl['direct']['p50_ms']:.2f} ms, "
+            f"gateway {tl['gateway']['p50_ms']:.2f} ms ({tl['p50_overhead_ms']:+.2f} ms)"
+        )
+    print(f"total runtime {elapsed:.0f} s")
+
+
+def print_hot_spots(hot: dict[str, Any], top: int = 12) -> None:
+    """Top self-time and total-time functions of the gateway process."""
+    titles = {
+        "self": "self time",
+        "total": "total time (off the event-loop trunk)",
+        "gateway_code_total": "total time, mcp_gateway code only",
+    }
+    print(f"py-spy: {hot.get('total_samples', 0)} samples of the gateway process; top functions by")
+    for kind, title in titles.items():
+        print(f"  {title}:")
+        for item in hot.get(kind, [])[:top]:
+            print(f"    {item['pct']:5.1f}%  {item['function']}")
+
+
+def machine_info() -> dict[str, Any]:
+    def version(dist: str) -> str:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "mcp": version("mcp"),
+        "httpx2": version("httpx2"),
+        "mcpgw": version("mcpgw"),
+        "uvicorn": version("uvicorn"),
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+    }
+
+
+def git_info() -> dict[str, Any]:
+    """Commit and dirty flag if this is a git checkout with commits; None otherwise (not an error)."""
+
+    def git(*argv: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *argv], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    status = git("status", "--porcelain")
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None}
+
+
+def write_results(payload: dict[str, Any], stamp: str) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"proxy_overhead-{stamp}.json"
+    text = json.dumps(payload, indent=2, allow_nan=False, default=str)
+    path.write_text(text + "\n")
+    (RESULTS_DIR / "proxy_overhead-latest.json").write_text(text + "\n")
+    return path
+
+
+def _nan_to_none(obj: Any) -> Any:
+    """JSON has no NaN; unmeasurable figures become null."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_nan_to_none(v) for v in obj]
+    return obj
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Orchestrator: main
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM takes the same clean-up path as Ctrl-C."""
+    raise KeyboardInterrupt
+
+
+def orchestrate(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    wall_start = datetime.now(UTC)
+    stamp = wall_start.strftime("%Y%m%dT%H%M%SZ")
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored (nohup, `&`)
+    machine = machine_info()
+    py_spy = find_py_spy() if args.profile else None
+    if args.profile and py_spy is None:
+        print("--profile: py-spy not found (pip install py-spy into the venv); continuing without it", file=sys.stderr)
+
+    with tempfile.TemporaryDirectory(prefix="mcpgw-bench-") as tmp:
+        workdir = Path(tmp)
+        children = Children(workdir)
+        try:
+            upstream, gateway, direct_url, gateway_url = start_stack(children, workdir)
+            print(f"upstream {direct_url} (pid {upstream.proc.pid}), gateway {gateway_url} (pid {gateway.proc.pid})")
+            runner = Runner(
+                upstream=upstream,
+                gateway=gateway,
+                urls={"direct": direct_url, "gateway": gateway_url},
+                deadline=started + args.max_seconds,
+                workdir=workdir,
+                payload=args.payload,
+                warmup=args.warmup,
+            )
+            for round_no in range(1, args.repeat + 1):
+                for c in args.concurrency:
+                    for mode in MODES:
+                        runner.run(mode, "call", c, args.calls, round_no)
+                for mode in MODES:
+                    runner.run(mode, "list", 1, args.list_calls, round_no)
+
+            hot: dict[str, Any] | None = None
+            if py_spy is not None:
+                c = max(args.concurrency)
+                print(f"profiling the gateway with py-spy during an extra gateway C={c} run → {PROFILE_SVG}")
+                with py_spy_attached(py_spy, gateway.proc.pid, PROFILE_SVG, workdir / "py-spy.log"):
+                    runner.run("gateway", "call", c, args.calls, 0, profiled=True)
+                if PROFILE_SVG.exists():
+                    hot = flamegraph_hot_spots(PROFILE_SVG)
+                else:
+                    print(f"py-spy wrote no SVG:\n{(workdir / 'py-spy.log').read_text(errors='replace')[-2000:]}")
+        except BenchmarkError as exc:
+            print(f"benchmark failed: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("interrupted; stopping child processes", file=sys.stderr)
+            return 130
+        finally:
+            children.close()
+
+    elapsed = time.monotonic() - started
+    summary = summarise(runner.measurements, args.concurrency)
+    print_report(summary, machine, args, elapsed)
+    if hot:
+        print_hot_spots(hot)
+    payload = _nan_to_none(
+        {
+            "benchmark": "proxy_overhead",
+            "timestamp": wall_start.isoformat(),
+            "git": git_info(),
+            "machine": machine,
+            "settings": {
+                "calls": args.calls,
+                "concurrency": args.concurrency,
+                "repeat": args.repeat,
+                "warmup": args.warmup,
+                "payload_bytes": args.payload,
+                "tools_list_calls": args.list_calls,
+                "direct_tool": DIRECT_TOOL,
+                "gateway_tool": GATEWAY_TOOL,
+            },
+            "summary": summary,
+            "runs": [m.as_dict() for m in runner.measurements],
+            "profile": {"svg": str(PROFILE_SVG.relative_to(REPO_ROOT)), "hot_spots": hot} if hot else None,
+            "total_runtime_s": elapsed,
+        }
+    )
+    path = write_results(payload, stamp)
+    print(f"results: {path.relative_to(REPO_ROOT)} (and proxy_overhead-latest.json)")
+    return 0
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--calls", type=int, default=2000, help="measured tools/call per run (default 2000)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32], help="client sessions (default 1 32)")
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved rounds; the median is reported")
+    parser.add_argument("--quick", action="store_true", help="smoke run: N=300, fewer warm-up and tools/list calls")
+    parser.add_argument("--warmup", type=int, default=100, help="warm-up calls per run, not measured (default 100)")
+    parser.add_argument("--list-calls", type=int, default=200, help="sequential tools/list calls per mode")
+    parser.add_argument("--payload", type=int, default=64, help="bytes of text sent to echo (default 64)")
+    parser.add_argument("--profile", action="store_true", help="py-spy flame graph of the gateway at max C")
+    parser.add_argument("--max-seconds", type=float, default=1800, help="overall time budget (default 1800)")
+    worker = parser.add_argument_group("worker mode (internal: one measurement process)")
+    worker.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    worker.add_argument("--url", help=argparse.SUPPRESS)
+    worker.add_argument("--tool", default=DIRECT_TOOL, help=argparse.SUPPRESS)
+    worker.add_argument("--op", choices=("call", "list"), default="call", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.calls, args.warmup, args.list_calls = 300, 50, 50
+    if args.calls < 1 or args.repeat < 1 or any(c < 1 for c in args.concurrency):
+        parser.error("--calls, --repeat and --concurrency must be positive")
+    if args.worker and len(args.concurrency) != 1:
+        parser.error("--worker takes exactly one --concurrency")
+    if args.worker:
+        args.concurrency = args.concurrency[0]
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        return worker_main(args)
+    return orchestrate(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

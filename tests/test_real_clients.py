@@ -1,0 +1,107 @@
+"""Real third-party MCP clients against the gateway: the official conformance suite and the MCP Inspector CLI.
+
+Both are npm packages installed by `make npm-peers` into `.cache/npm`. A missing install is a failure, not a
+skip: these tests are the evidence that clients other than the Python SDK work through the gateway.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.conftest import CONFORMANCE_SERVER, NPM_BIN, ROOT, lab, running_gateway, upstream_process
+
+NODE = NPM_BIN / "node"
+CONFORMANCE = ROOT / ".cache" / "npm" / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
+INSPECTOR = NPM_BIN / "mcp-inspector"
+
+ACTIVE_SCENARIOS = 30
+MIN_CHECKS = 40
+_SCENARIO_LINE = re.compile(r"^[✓✗]\s+(?P<name>[\w-]+): (?P<passed>\d+) passed, (?P<failed>\d+) failed$", re.M)
+_TOTAL_LINE = re.compile(r"^Total: (?P<passed>\d+) passed, (?P<failed>\d+) failed$", re.M)
+
+pytestmark = pytest.mark.anyio
+
+
+def require(*paths: Path) -> None:
+    missing = [str(p.relative_to(ROOT)) for p in paths if not p.exists()]
+    if missing:
+        pytest.fail(f"npm peers are not installed ({', '.join(missing)} missing): run `make npm-peers`")
+
+
+async def run(
+    command: list[str | Path], *, env: dict[str, str] | None = None, timeout: float = 60
+) -> tuple[int, str, str]:
+    """Run a client process without blocking the loop that serves the in-process gateway."""
+    with anyio.fail_after(timeout):
+        done = await anyio.run_process([str(c) for c in command], env=env, check=False)
+    return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+
+async def conformance(url: str, out: Path) -> tuple[int, str]:
+    """Run the active server suite against `url`: exit code and combined output."""
+    code, stdout, stderr = await run([NODE, CONFORMANCE, "server", "--url", url, "-o", out])
+    return code, stdout + stderr
+
+
+def scenario_results(label: str, code: int, output: str) -> dict[str, tuple[int, int]]:
+    """Check one run's SUMMARY; returns `{scenario: (passed, failed)}`."""
+    summary = output.partition("=== SUMMARY ===")[2]
+    assert summary, f"no SUMMARY from the conformance suite ({label}):\n{output}"
+    total = _TOTAL_LINE.search(summary)
+    assert total is not None, summary
+    assert code == 0, f"conformance suite ({label}) exited {code}:\n{summary}"
+    assert int(total["failed"]) == 0 and int(total["passed"]) >= MIN_CHECKS, f"{label}:\n{summary}"
+    scenarios = {m["name"]: (int(m["passed"]), int(m["failed"])) for m in _SCENARIO_LINE.finditer(summary)}
+    assert len(scenarios) == ACTIVE_SCENARIOS, f"{label}:\n{summary}"
+    assert all(failed == 0 for _passed, failed in scenarios.values()), f"{label}:\n{summary}"
+    assert sum(passed for passed, _failed in scenarios.values()) == int(total["passed"]), f"{label}:\n{summary}"
+    return scenarios
+
+
+async def test_conformance_suite_through_gateway_matches_direct(tmp_path: Path) -> None:
+    require(NODE, CONFORMANCE)
+    # Assertions wait until the gateway and upstream are shut down, so a failure reports cleanly.
+    async with upstream_process(CONFORMANCE_SERVER, "http") as upstream_url:
+        direct_run = await conformance(upstream_url, tmp_path / "direct")
+        async with running_gateway({"everything": {"transport": "http", "url": upstream_url, "prefix": ""}}) as gw:
+            gateway_run = await conformance(gw.url, tmp_path / "gateway")
+    direct = scenario_results("direct", *direct_run)
+    via_gateway = scenario_results("via gateway", *gateway_run)
+    assert via_gateway == direct
+
+
+def inspector_env(home: Path) -> dict[str, str]:
+    return {**os.environ, "PATH": f"{NPM_BIN}{os.pathsep}{os.environ.get('PATH', '')}", "HOME": str(home)}
+
+
+async def inspector(url: str, home: Path, *args: str) -> tuple[int, str, str]:
+    return await run([INSPECTOR, "--cli", url, "--transport", "http", *args], env=inspector_env(home))
+
+
+def inspector_json(code: int, stdout: str, stderr: str) -> dict[str, Any]:
+    assert code == 0, f"mcp-inspector exited {code}:\n{stdout}\n{stderr}"
+    result: dict[str, Any] = json.loads(stdout)
+    return result
+
+
+async def test_inspector_cli_lists_and_calls_tools(tmp_path: Path) -> None:
+    require(INSPECTOR)
+    home = tmp_path / "home"
+    home.mkdir()
+    async with running_gateway({"lab": lab()}) as gw:
+        list_run = await inspector(gw.url, home, "--method", "tools/list")
+        call_run = await inspector(
+            gw.url, home, "--method", "tools/call", "--tool-name", "lab-echo", "--tool-arg", "text=hello"
+        )
+    listed = inspector_json(*list_run)
+    assert "lab-echo" in [tool["name"] for tool in listed["tools"]]
+    called = inspector_json(*call_run)
+    assert not called.get("isError", False), called
+    assert [block["text"] for block in called["content"] if block["type"] == "text"] == ["hello"]
