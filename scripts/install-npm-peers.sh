@@ -4,6 +4,8 @@
 #     so a Node 22 binary is installed from npm as a package (the only reachable source).
 #   - @modelcontextprotocol/conformance: the official MCP conformance suite.
 #   - @modelcontextprotocol/inspector: its `mcp-inspector --cli` is a second real client.
+#   - @anthropic-ai/claude-code: the MCP host most users point at the gateway (the package
+#     ships its native binary, ~245 MB; it runs here only with a throwaway HOME).
 # Everything goes into the git-ignored, project-local `.cache/npm`; nothing global changes.
 # Idempotent: a stamp file records the package list, so a second run returns at once.
 set -euo pipefail
@@ -14,12 +16,14 @@ PACKAGES=(
     "node@22"
     "@modelcontextprotocol/conformance@0.1.16"
     "@modelcontextprotocol/inspector@2.12.0"
+    "@anthropic-ai/claude-code@2.1.197"
 )
 PREFIX=".cache/npm"
 BIN="$PREFIX/node_modules/.bin"
 STAMP="$PREFIX/.installed"
 NODE="$BIN/node"
 INSPECTOR="$BIN/mcp-inspector"
+CLAUDE="$BIN/claude"
 CONFORMANCE_PKG="$PREFIX/node_modules/@modelcontextprotocol/conformance"
 WANTED="${PACKAGES[*]}"
 
@@ -36,7 +40,7 @@ conformance_entry() {
 }
 
 installed() {
-    [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANTED" && -x "$NODE" && -x "$INSPECTOR" \
+    [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANTED" && -x "$NODE" && -x "$INSPECTOR" && -x "$CLAUDE" \
         && -f "$CONFORMANCE_PKG/package.json" ]]
 }
 
@@ -56,6 +60,7 @@ else
     # Smoke-run both tools with the Node 22 binary: a wrong Node dies on import here.
     "$NODE" "$(conformance_entry)" list --server >/dev/null
     "$NODE" "$INSPECTOR" --cli --help >/dev/null
+    HOME="$(mktemp -d)" DISABLE_AUTOUPDATER=1 "$CLAUDE" --version >/dev/null
 
     echo "$WANTED" >"$STAMP"
 fi
@@ -63,3 +68,4 @@ fi
 echo "node:        $(pwd)/$NODE ($("$NODE" --version))"
 echo "conformance: $(conformance_entry)"
 echo "inspector:   $(pwd)/$INSPECTOR (run as: $INSPECTOR --cli …, with $BIN first on PATH)"
+echo "claude code: $(pwd)/$CLAUDE"

@@ -1,4 +1,4 @@
-"""Real third-party MCP clients against the gateway: the official conformance suite and the MCP Inspector CLI.
+"""Real third-party MCP clients against the gateway: the conformance suite, the MCP Inspector CLI, Claude Code.
 
 Both are npm packages installed by `make npm-peers` into `.cache/npm`. A missing install is a failure, not a
 skip: these tests are the evidence that clients other than the Python SDK work through the gateway.
@@ -20,6 +20,7 @@ from tests.conftest import CONFORMANCE_SERVER, NPM_BIN, ROOT, lab, running_gatew
 NODE = NPM_BIN / "node"
 CONFORMANCE = ROOT / ".cache" / "npm" / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
 INSPECTOR = NPM_BIN / "mcp-inspector"
+CLAUDE = NPM_BIN / "claude"
 
 ACTIVE_SCENARIOS = 30
 MIN_CHECKS = 40
@@ -105,3 +106,31 @@ async def test_inspector_cli_lists_and_calls_tools(tmp_path: Path) -> None:
     called = inspector_json(*call_run)
     assert not called.get("isError", False), called
     assert [block["text"] for block in called["content"] if block["type"] == "text"] == ["hello"]
+
+
+def claude_env(home: Path) -> dict[str, str]:
+    quiet = {"DISABLE_TELEMETRY": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1"}
+    return {**inspector_env(home), **quiet}
+
+
+async def test_claude_code_connects_to_the_gateway(tmp_path: Path) -> None:
+    require(CLAUDE)
+    home = tmp_path / "home"
+    project = home / "project"
+    project.mkdir(parents=True)
+    env = claude_env(home)
+
+    async def claude(*args: str) -> str:
+        with anyio.fail_after(90):
+            done = await anyio.run_process([str(CLAUDE), *args], env=env, cwd=project, check=False)
+        return done.stdout.decode() + done.stderr.decode()
+
+    async with running_gateway({"lab": lab()}) as gw:
+        added = await claude("mcp", "add", "--transport", "http", "mcpgw", gw.url)
+        connected = await claude("mcp", "list")
+    # `claude mcp list` exits 0 either way; the verdict is in the text. Once the gateway is gone
+    # the same check must say so, which shows the parse can fail.
+    disconnected = await claude("mcp", "list")
+    assert "mcpgw" in added, added
+    assert f"mcpgw: {gw.url} (HTTP) - \u2714 Connected" in connected, connected
+    assert "\u2718 Failed to connect" in disconnected, disconnected
