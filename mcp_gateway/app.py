@@ -1,29 +1,55 @@
-"""The Starlette application: /mcp for MCP clients, /healthz and /readyz for operators."""
+"""The Starlette application and everything one running gateway owns.
+
+Routes: /mcp (MCP clients), /api (admin), /healthz and /readyz (operators).
+
+Source of truth for upstreams is the store: on start the config file's upstreams are mirrored
+into it (rows from the admin API are kept), and the running set follows the store from then
+on. Changes made by this process apply at once; changes made elsewhere (the CLI, another
+replica) are noticed by polling one revision number.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
+import anyio.abc
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import TypeAdapter, ValidationError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mcp_gateway.audit import AuditEvent, AuditLog
 from mcp_gateway.clients import ClientConnections
-from mcp_gateway.config import GatewayConfig, ServerSettings
-from mcp_gateway.server import build_server
+from mcp_gateway.config import GatewayConfig, ServerSettings, UpstreamConfig, expand_environment
+from mcp_gateway.errors import ConfigError
+from mcp_gateway.identity import AuthError, Identity, IdentityMode, IdentityResolver, JwtVerifier, KeyGrant
+from mcp_gateway.keys import KeyCaches
+from mcp_gateway.policy import Policy
+from mcp_gateway.server import IDENTITY_SCOPE_KEY, build_server
+from mcp_gateway.store import AuditEventIn, Store, open_store
 from mcp_gateway.upstreams.manager import UpstreamManager
 
 logger = logging.getLogger(__name__)
 
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+_UPSTREAM = TypeAdapter[Any](UpstreamConfig)
+REVISION_POLL_SECONDS = 2.0
 
 
 @dataclass
@@ -33,14 +59,125 @@ class Gateway:
     config: GatewayConfig
     manager: UpstreamManager
     clients: ClientConnections
+    policy: Policy
+    caches: KeyCaches
     sessions: StreamableHTTPSessionManager
     app: Starlette
+    database_url: str | None
+    store: Store | None = None
+    audit: AuditLog | None = None
+    skipped_upstreams: dict[str, str] = field(default_factory=dict)
+    _revision: int = -1
+    _sync_lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+    async def sync(self) -> None:
+        """Bring the running gateway in line with the store (upstreams, keys, grants)."""
+        assert self.store is not None
+        async with self._sync_lock:
+            self._revision = await self.store.revision()
+            self.caches.clear()
+            self.policy.invalidate()
+            await self.manager.apply(await self._upstreams_from_store())
+            await self.manager.announce()
+
+    async def _upstreams_from_store(self) -> dict[str, UpstreamConfig]:
+        assert self.store is not None
+        records = await self.store.list_upstreams()
+        file_order = list(self.config.upstreams)
+        records = sorted(
+            records, key=lambda r: (file_order.index(r.name) if r.name in file_order else len(file_order), r.name)
+        )
+        upstreams: dict[str, UpstreamConfig] = {}
+        self.skipped_upstreams = {}
+        for record in records:
+            try:
+                raw = _UPSTREAM.validate_python(
+                    {**record.config, "allow_on_all_virtual_keys": record.allow_on_all_virtual_keys}
+                )
+                expanded = expand_environment(GatewayConfig(upstreams={record.name: raw}), os.environ, source="store")
+                upstreams[record.name] = expanded.upstreams[record.name]
+            except (ValidationError, ConfigError) as exc:
+                # One bad row (e.g. a variable unset on this machine) must not keep the rest down.
+                self.skipped_upstreams[record.name] = str(exc).splitlines()[0]
+                logger.error("upstream %s not started: %s", record.name, self.skipped_upstreams[record.name])
+        return upstreams
+
+    async def watch_store(self) -> None:
+        assert self.store is not None
+        while True:
+            await anyio.sleep(REVISION_POLL_SECONDS)
+            try:
+                changed = await self.store.revision() != self._revision
+            except Exception:  # a database blip must not stop the watcher; log and retry next tick
+                logger.exception("cannot read the store revision")
+                continue
+            if changed:
+                await self.sync()
 
 
-def create_gateway(config: GatewayConfig) -> Gateway:
-    manager = UpstreamManager(config)
+def resolve_database_url(config: GatewayConfig, override: str | None = None) -> str | None:
+    return override or os.environ.get("DATABASE_URL") or config.database_url
+
+
+def create_gateway(
+    config: GatewayConfig,
+    *,
+    database_url: str | None = None,
+    admin_token: str | None = None,
+    insecure_admin: bool = False,
+) -> Gateway:
+    """Build the gateway. `config` may still hold `${VAR}` references; they are expanded per upstream."""
+    manager = UpstreamManager(config.model_copy(update={"upstreams": {}}))
     clients = ClientConnections()
-    server = build_server(manager, clients)
+    policy = Policy(config.server.name_separator, lambda: manager.globals)
+    gateway_ref: list[Gateway] = []
+
+    async def find_key(key_hash: str) -> KeyGrant | None:
+        store = gateway_ref[0].store
+        record = await store.find_virtual_key(key_hash) if store else None
+        if record is None:
+            return None
+        return KeyGrant(
+            id=record.id,
+            name=record.name,
+            active=record.active,
+            user_id=record.user_id,
+            mcp_configs=dict(record.mcp_configs),
+        )
+
+    async def find_user(user_id: str, claims: Mapping[str, Any]) -> Mapping[str, tuple[str, ...]] | None:
+        store = gateway_ref[0].store
+        if store is None:
+            return None
+        email = claims.get(config.auth.jwt.email_claim) if config.auth.jwt else None
+        user = await store.upsert_user(user_id, email=email if isinstance(email, str) else None)
+        return {k: tuple(v) for k, v in user.mcp_configs.items()}
+
+    caches = KeyCaches(find_key, find_user)
+    jwt = JwtVerifier(config.auth.jwt) if config.auth.jwt else None
+    resolver = IdentityResolver(config.auth, caches.key, caches.user, jwt)
+
+    async def write_audit(events: Sequence[AuditEvent]) -> None:
+        store = gateway_ref[0].store
+        if store is not None:
+            await store.record_audit([AuditEventIn(**_fields(e)) for e in events])
+
+    audit = AuditLog(write_audit)
+
+    async def refresh_identity(identity: Identity) -> Identity:
+        """The same caller with the grants the store holds now (a disabled or deleted key: none)."""
+        store = gateway_ref[0].store
+        if store is None:
+            return identity
+        if identity.virtual_key is not None:
+            record = await store.get_virtual_key(identity.virtual_key.id)
+            grants = dict(record.mcp_configs) if record is not None and record.active else {}
+            return dataclasses.replace(identity, grants=grants)
+        if identity.mode is IdentityMode.USER and identity.user_id:
+            return dataclasses.replace(identity, grants=await caches.user(identity.user_id, identity.claims))
+        return identity
+
+    server = build_server(manager, clients, policy, audit, refresh_identity)
     sessions = StreamableHTTPSessionManager(app=server, security_settings=transport_security(config.server))
 
     async def healthz(request: Request) -> JSONResponse:
@@ -48,7 +185,10 @@ def create_gateway(config: GatewayConfig) -> Gateway:
 
     async def readyz(request: Request) -> JSONResponse:
         upstreams = [dict(c.summary()) for c in manager.connections.values()]
-        ready = manager.ready
+        upstreams += [
+            {"name": name, "state": "invalid", "error": why} for name, why in gateway.skipped_upstreams.items()
+        ]
+        ready = manager.ready and not gateway.skipped_upstreams
         return JSONResponse(
             {
                 "status": "ready" if ready else "degraded",
@@ -62,30 +202,116 @@ def create_gateway(config: GatewayConfig) -> Gateway:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with anyio.create_task_group() as tg, sessions.run():
-            await tg.start(manager.run)
-            summary = ", ".join(f"{c.name}={c.state.value}" for c in manager.connections.values())
-            logger.info("mcpgw ready: %d tools from %s", len(manager.catalog.tools), summary or "no upstreams")
-            try:
-                yield
-            finally:
-                manager.stop()
-                tg.cancel_scope.cancel()
+        url = resolve_database_url(config, database_url)
+        gateway.store = await open_store(url)
+        try:
+            await gateway.store.mirror_config(
+                {
+                    name: (
+                        u.model_dump(mode="json", exclude_defaults=True, exclude={"allow_on_all_virtual_keys"})
+                        | {"transport": u.transport},
+                        u.allow_on_all_virtual_keys,
+                    )
+                    for name, u in config.upstreams.items()
+                }
+            )
+            async with anyio.create_task_group() as tg, sessions.run():
+                await tg.start(manager.run)
+                await gateway.sync()
+                await manager.wait_first_attempts()
+                tg.start_soon(audit.run)
+                tg.start_soon(gateway.watch_store)
+                summary = ", ".join(f"{c.name}={c.state.value}" for c in manager.connections.values())
+                logger.info("mcpgw ready: %d tools from %s", len(manager.catalog.tools), summary or "no upstreams")
+                try:
+                    yield
+                finally:
+                    manager.stop()
+                    tg.cancel_scope.cancel()
+        finally:
+            await gateway.store.close()
 
+    mcp_endpoint = IdentityMiddleware(StreamableHTTPASGIApp(sessions), resolver)
     app = Starlette(
         routes=[
-            Route("/mcp", endpoint=StreamableHTTPASGIApp(sessions), methods=["GET", "POST", "DELETE"]),
+            Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"]),
             Route("/healthz", endpoint=healthz, methods=["GET"]),
             Route("/readyz", endpoint=readyz, methods=["GET"]),
         ],
+        middleware=[
+            Middleware(
+                CORSMiddleware,
+                allow_origins=config.cors.allowed_origins,
+                allow_methods=["GET", "POST", "DELETE", "PUT", "OPTIONS"],
+                allow_headers=config.cors.allowed_headers,
+                expose_headers=["Mcp-Session-Id"],
+            )
+        ],
         lifespan=lifespan,
     )
-    return Gateway(config=config, manager=manager, clients=clients, sessions=sessions, app=app)
+    gateway = Gateway(
+        config=config,
+        manager=manager,
+        clients=clients,
+        policy=policy,
+        caches=caches,
+        sessions=sessions,
+        app=app,
+        database_url=database_url,
+        audit=audit,
+    )
+    gateway_ref.append(gateway)
+    from mcp_gateway.admin_api import create_admin_api  # the admin API reads the Gateway it serves
+
+    app.router.routes.insert(
+        0, Mount("/api", app=create_admin_api(gateway, token=admin_token, insecure=insecure_admin))
+    )
+    return gateway
+
+
+def _fields(event: AuditEvent) -> dict[str, Any]:
+    return {name: getattr(event, name) for name in AuditEvent.__dataclass_fields__}
+
+
+class IdentityMiddleware:
+    """Resolves the caller before the MCP layer sees the request; refuses bad credentials with 401.
+
+    The resolved identity also becomes the ASGI `user`, which makes the SDK bind each MCP
+    session to the identity that created it (the same session id with other credentials: 404).
+    """
+
+    def __init__(self, app: ASGIApp, resolver: IdentityResolver) -> None:
+        self.app = app
+        self.resolver = resolver
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            identity = await self.resolver.resolve(headers)
+        except AuthError as exc:
+            await _unauthorized(exc.message, scope, receive, send)
+            return
+        scope.setdefault("state", {})[IDENTITY_SCOPE_KEY] = identity
+        scope["user"] = _principal(identity)
+        await self.app(scope, receive, send)
+
+
+def _principal(identity: Identity) -> AuthenticatedUser:
+    return AuthenticatedUser(AccessToken(token="", client_id="mcpgw", scopes=[], subject=identity.key))
+
+
+async def _unauthorized(message: str, scope: Scope, receive: Receive, send: Send) -> None:
+    body = {"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": message}}
+    response = JSONResponse(body, status_code=401, headers={"WWW-Authenticate": 'Bearer realm="mcpgw"'})
+    await response(scope, receive, send)
 
 
 def transport_security(settings: ServerSettings) -> TransportSecuritySettings:
     """DNS-rebinding protection: on by default for loopback binds, or whenever hosts are listed."""
-    loopback = _is_loopback(settings.host)
+    loopback = is_loopback(settings.host)
     hosts = settings.allowed_hosts
     origins = settings.allowed_origins
     if hosts is None and loopback:
@@ -104,7 +330,7 @@ def transport_security(settings: ServerSettings) -> TransportSecuritySettings:
     )
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:

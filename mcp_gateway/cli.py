@@ -5,27 +5,39 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar, cast
 
 import anyio
 import typer
 import uvicorn
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
+from rich.table import Column, Table
 from sse_starlette.sse import AppStatus
 
 from mcp_gateway import __version__
-from mcp_gateway.config import GatewayConfig, dump_config, load_config, parse_config
+from mcp_gateway.config import UPSTREAM_NAME_PATTERN, GatewayConfig, dump_config, load_config, parse_config
 from mcp_gateway.errors import ConfigError
 from mcp_gateway.importer import read_mcp_servers
 from mcp_gateway.upstreams.manager import UpstreamManager
 
+if TYPE_CHECKING:  # the store (SQLAlchemy, Alembic) is imported only by the commands that use it
+    from mcp_gateway.store import AuditEventRecord, Store, VirtualKeyRecord
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="mcpgw: one MCP endpoint for many MCP servers.")
 upstream_app = typer.Typer(no_args_is_help=True, help="Inspect configured upstream servers.")
 app.add_typer(upstream_app, name="upstream")
+vk_app = typer.Typer(no_args_is_help=True, help="Create and manage virtual keys, the credentials MCP clients send.")
+app.add_typer(vk_app, name="vk")
+audit_app = typer.Typer(no_args_is_help=True, help="Read the audit log of tool calls.")
+app.add_typer(audit_app, name="audit")
 
 # soft_wrap: an error line must stay one line in CI logs and pipes, not be wrapped at 80 columns.
 console = Console(soft_wrap=True)
@@ -70,8 +82,10 @@ upstreams:
 """
 
 
-def _load(path: Path) -> GatewayConfig:
+def _load(path: Path, *, expand: bool = True) -> GatewayConfig:
     try:
+        if not expand:
+            return parse_config(path.read_text(encoding="utf-8"), source=str(path), expand=False)
         return load_config(path)
     except ConfigError as exc:
         errors.print(f"[red]error:[/red] {exc.message}", highlight=False, markup=True)
@@ -104,17 +118,25 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     access_log: Annotated[bool, typer.Option(help="Log every HTTP request.")] = False,
     shutdown_grace: Annotated[float, typer.Option(help="Seconds open streams get to finish on shutdown.")] = 3.0,
+    insecure_admin: Annotated[
+        bool, typer.Option(help="Serve the admin API without MCPGW_ADMIN_TOKEN (loopback binds only).")
+    ] = False,
 ) -> None:
     """Run the gateway: MCP clients connect to http://HOST:PORT/mcp."""
-    from mcp_gateway.app import create_gateway
+    from mcp_gateway.app import create_gateway, is_loopback
 
     _setup_logging(log_level)
-    gateway_config = _load(config)
+    _load(config)  # fail fast, with line numbers, on a bad file or an unset ${VAR}
+    gateway_config = _load(config, expand=False)  # references stay references in the store
     settings = gateway_config.server.model_copy(
         update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     )
     gateway_config = gateway_config.model_copy(update={"server": settings})
-    gateway = create_gateway(gateway_config)
+    admin_token = os.environ.get(gateway_config.admin.token_env) or None
+    if insecure_admin and not is_loopback(settings.host):
+        errors.print(f"[red]error:[/red] --insecure-admin is only allowed on a loopback address, not {settings.host}")
+        raise typer.Exit(2)
+    gateway = create_gateway(gateway_config, admin_token=admin_token, insecure_admin=insecure_admin)
 
     # sse_starlette would end every open event stream on its own timer after a signal, racing
     # the answers below; the gateway decides when streams end.
@@ -290,6 +312,432 @@ async def _gateway_tools(url: str) -> list[dict[str, Any]]:
     except Exception as exc:  # top-level CLI boundary: say what failed, no traceback
         errors.print(f"[red]error:[/red] cannot list tools from {url}: {exc}")
         raise typer.Exit(1) from None
+
+
+# --- governance: virtual keys and the audit log, straight on the store ---------------------------
+#
+# These commands never talk to a running gateway: they change the store, and every gateway on
+# that store notices within a few seconds because it polls the store revision.
+
+T = TypeVar("T")
+
+StoreConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="MCPGW_CONFIG",
+        help="gateway.yaml, read for its database_url (default: ./gateway.yaml if it exists). DATABASE_URL wins.",
+        show_default=False,
+    ),
+]
+KeyIdArgument = Annotated[str, typer.Argument(metavar="ID", help="The key's id (see `mcpgw vk list`).")]
+ALLOW_SYNTAX = "UPSTREAM:TOOL[,TOOL...], e.g. github:create_issue,list_issues or github:* or 'github:get_*'"
+AUDIT_FOLLOW_POLL_SECONDS = 1.0
+_AUDIT_PAGE = 500
+AuditOutcomeChoice = Literal["ok", "tool_error", "error", "denied"]
+"""`store.AuditOutcome`, spelled out so that typer can read it without importing the store."""
+_OUTCOME_COLORS = {"ok": "green", "tool_error": "yellow", "error": "red", "denied": "magenta"}
+
+
+class _Failure(Exception):
+    """Raised inside a store command to end it with one `error:` line and `code`."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    errors.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _database_url(config: Path | None) -> str | None:
+    """The store URL `serve` would use with this config: DATABASE_URL, then `database_url:`, then None (default)."""
+    from mcp_gateway.app import resolve_database_url
+
+    path = Path("gateway.yaml") if config is None else config
+    if config is None and not path.exists():
+        return resolve_database_url(GatewayConfig())  # no file is fine here: only database_url is read
+    try:
+        text = path.read_text(encoding="utf-8")
+        # Unexpanded: an unset ${VAR} in some upstream must not stop key management.
+        return resolve_database_url(parse_config(text, source=str(path), expand=False))
+    except OSError as exc:
+        _fail(f"{path}: cannot read: {exc.strerror}", 2)
+    except ConfigError as exc:
+        _fail(exc.message, 2)
+
+
+def _with_store(config: Path | None, work: Callable[[Store], Awaitable[T]]) -> T:
+    """Open the store (migrating it if needed), run `work`, close it; store and config problems end the command."""
+    from mcp_gateway.store import StoreError, open_store
+
+    url = _database_url(config)
+
+    async def run() -> T:
+        async with await open_store(url) as store:
+            return await work(store)
+
+    try:
+        return anyio.run(run)
+    except _Failure as exc:
+        _fail(exc.message, exc.code)
+    except ConfigError as exc:
+        _fail(exc.message, 2)
+    except StoreError as exc:
+        _fail(exc.message, 1)
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _print_json(data: object) -> None:
+    console.print_json(json.dumps(data, default=_json_default))
+
+
+def _record_json(record: VirtualKeyRecord | AuditEventRecord) -> dict[str, Any]:
+    """The same fields as the admin API's bodies; a key record never holds the key itself."""
+    return asdict(record)
+
+
+def _when(value: datetime | None, never: str = "never") -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else never
+
+
+def _parse_allow(values: Sequence[str]) -> dict[str, list[str]]:
+    """`--allow` values → mcp_configs; repeated upstreams merge. Raises _Failure (exit 2) with the reason."""
+    configs: dict[str, list[str]] = {}
+    for value in values:
+        upstream, colon, tools_part = value.partition(":")
+        upstream = upstream.strip()
+        tools = [tool.strip() for tool in tools_part.split(",")]
+        if not colon or not upstream:
+            raise _Failure(f"--allow {value!r}: expected {ALLOW_SYNTAX}", 2)
+        if not UPSTREAM_NAME_PATTERN.match(upstream):
+            raise _Failure(
+                f"--allow {value!r}: upstream name {upstream!r} may only contain letters, digits and underscores", 2
+            )
+        if not all(tools):
+            raise _Failure(
+                f"--allow {value!r}: name tools or patterns after ':', separated by commas ({upstream}:* for all)", 2
+            )
+        merged = configs.setdefault(upstream, [])
+        merged.extend(tool for tool in tools if tool not in merged)
+    return configs
+
+
+def _allow_summary(configs: Mapping[str, Sequence[str]], *, most: int = 3) -> str:
+    if not configs:
+        return "-"
+    parts = []
+    for upstream, tools in configs.items():
+        shown = ",".join(tools[:most]) + (f",+{len(tools) - most}" if len(tools) > most else "")
+        parts.append(f"{upstream}:{shown or '(none)'}")
+    return " ".join(parts)
+
+
+def _no_such_key(key_id: str) -> _Failure:
+    return _Failure(f"no virtual key with id {key_id} (see `mcpgw vk list`)", 1)
+
+
+@vk_app.command("create")
+def vk_create(
+    name: Annotated[str, typer.Option("--name", help="A label people recognise, e.g. ci-bot.")],
+    description: Annotated[str | None, typer.Option(help="What the key is for.")] = None,
+    user: Annotated[
+        str | None,
+        typer.Option("--user", help="Owner's user id (SSO subject), created if unknown; calls count as that user."),
+    ] = None,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option("--allow", help=f"Grant tools, repeatable: {ALLOW_SYNTAX}. Without it: global upstreams only."),
+    ] = None,
+    config: StoreConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a virtual key; the key is printed once and cannot be shown again."""
+    if not name.strip():
+        _fail("--name must not be empty", 2)
+    try:
+        configs = _parse_allow(allow or [])
+    except _Failure as exc:
+        _fail(exc.message, exc.code)
+
+    async def create(store: Store) -> tuple[VirtualKeyRecord, str]:
+        # Not `upsert_user`: that records a sign-in (last_seen_at); this user has never signed in.
+        if user is not None and await store.get_user(user) is None:
+            await store.set_user_mcp_configs(user, {})
+        return await store.create_virtual_key(name, description=description, user_id=user, mcp_configs=configs)
+
+    record, key = _with_store(config, create)
+    if as_json:
+        _print_json({"id": record.id, "key": key} | _record_json(record))
+        return
+    console.print(f"created virtual key {escape(record.name)} (id {record.id})", highlight=False)
+    console.print(key, markup=False, highlight=False)
+    console.print(
+        "[yellow]This key is shown only now and cannot be shown again: store it securely.[/yellow]", highlight=False
+    )
+    allows = _allow_summary(record.mcp_configs, most=1_000)
+    console.print(
+        f"allows: {escape(allows)}" if record.mcp_configs else "allows: only upstreams with allow_on_all_virtual_keys",
+        highlight=False,
+    )
+
+
+@vk_app.command("list")
+def vk_list(
+    limit: Annotated[int, typer.Option(min=1, help="At most this many keys, newest first.")] = 100,
+    config: StoreConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Virtual keys, newest first (never the keys themselves)."""
+
+    async def fetch(store: Store) -> tuple[list[VirtualKeyRecord], int]:
+        return await store.list_virtual_keys(limit=limit), await store.count_virtual_keys()
+
+    records, total = _with_store(config, fetch)
+    if as_json:
+        _print_json([_record_json(record) for record in records])
+        return
+    table = Table(
+        # An id is what the other vk commands take: never cut it short, even in an 80-column pipe.
+        Column("id", no_wrap=True, min_width=32),
+        Column("name", overflow="fold"),
+        Column("prefix", no_wrap=True, min_width=13),  # its last characters are the ones that differ
+        Column("user", overflow="fold"),
+        "active",
+        Column("allows", overflow="fold"),
+        "last used",
+    )
+    for record in records:
+        table.add_row(
+            record.id,
+            escape(record.name),
+            escape(record.key_prefix) + "…",
+            escape(record.user_id or "-"),
+            "[green]yes[/green]" if record.active else "[red]no[/red]",
+            escape(_allow_summary(record.mcp_configs)),
+            _when(record.last_used_at),
+        )
+    console.print(table)
+    console.print(f"{len(records)} of {total} virtual keys" + (" (raise --limit to see more)" if total > limit else ""))
+
+
+@vk_app.command("show")
+def vk_show(
+    key_id: KeyIdArgument,
+    config: StoreConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """One virtual key in full (never the key itself)."""
+
+    async def fetch(store: Store) -> VirtualKeyRecord:
+        record = await store.get_virtual_key(key_id)
+        if record is None:
+            raise _no_such_key(key_id)
+        return record
+
+    record = _with_store(config, fetch)
+    if as_json:
+        _print_json(_record_json(record))
+        return
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    allows = "\n".join(f"{up}: {', '.join(tools) or '(nothing)'}" for up, tools in record.mcp_configs.items())
+    for label, value in (
+        ("id", record.id),
+        ("name", escape(record.name)),
+        ("description", escape(record.description or "-")),
+        ("prefix", escape(record.key_prefix) + "…"),
+        ("user", escape(record.user_id or "-")),
+        ("active", "[green]yes[/green]" if record.active else "[red]no[/red]"),
+        ("allows", escape(allows) or "only upstreams with allow_on_all_virtual_keys"),
+        ("created", _when(record.created_at)),
+        ("updated", _when(record.updated_at)),
+        ("last used", _when(record.last_used_at)),
+    ):
+        grid.add_row(label, value)
+    console.print(grid, highlight=False)
+
+
+def _set_active(key_id: str, active: bool, config: Path | None) -> None:
+    async def update(store: Store) -> VirtualKeyRecord:
+        record = await store.update_virtual_key(key_id, active=active)
+        if record is None:
+            raise _no_such_key(key_id)
+        return record
+
+    record = _with_store(config, update)
+    console.print(
+        f"{'enabled' if active else 'disabled'} virtual key {escape(record.name)} (id {record.id}); "
+        f"running gateways apply this within a few seconds",
+        highlight=False,
+    )
+
+
+@vk_app.command("disable")
+def vk_disable(key_id: KeyIdArgument, config: StoreConfigOption = None) -> None:
+    """Refuse a virtual key from now on (it can be enabled again)."""
+    _set_active(key_id, False, config)
+
+
+@vk_app.command("enable")
+def vk_enable(key_id: KeyIdArgument, config: StoreConfigOption = None) -> None:
+    """Accept a disabled virtual key again."""
+    _set_active(key_id, True, config)
+
+
+@vk_app.command("delete")
+def vk_delete(
+    key_id: KeyIdArgument,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    config: StoreConfigOption = None,
+) -> None:
+    """Delete a virtual key and its grants for good; clients using it are refused."""
+
+    async def delete(store: Store) -> VirtualKeyRecord:
+        record = await store.get_virtual_key(key_id)
+        if record is None:
+            raise _no_such_key(key_id)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise _Failure("not deleting without confirmation: pass --yes", 2)
+            question = f"Delete virtual key {record.name} (id {record.id})?"
+            if not await anyio.to_thread.run_sync(lambda: typer.confirm(question, default=False)):
+                raise _Failure("not deleted", 1)
+        if not await store.delete_virtual_key(key_id):
+            raise _no_such_key(key_id)
+        return record
+
+    record = _with_store(config, delete)
+    console.print(f"deleted virtual key {escape(record.name)} (id {record.id})", highlight=False)
+
+
+def _caller(event: AuditEventRecord) -> str:
+    caller = f"{event.identity_mode} {event.subject}" if event.subject else event.identity_mode
+    if event.virtual_key_id and event.virtual_key_id != event.subject:
+        caller += f" via vk {event.virtual_key_id}"
+    return caller
+
+
+def _target(event: AuditEventRecord) -> str:
+    return "/".join(part for part in (event.upstream, event.tool) if part) or "-"
+
+
+def _outcome(event: AuditEventRecord) -> str:
+    color = _OUTCOME_COLORS.get(event.outcome, "white")
+    return f"[{color}]{event.outcome}[/{color}]"
+
+
+def _audit_table(events: Sequence[AuditEventRecord]) -> Table:
+    table = Table(
+        "id",
+        Column("time (UTC)", no_wrap=True, min_width=19),
+        Column("caller", overflow="fold"),
+        Column("method", no_wrap=True),
+        Column("upstream/tool", overflow="fold"),
+        "outcome",
+        Column("ms", justify="right"),
+        Column("detail", overflow="fold"),
+    )
+    for event in events:
+        table.add_row(
+            str(event.id),
+            _when(event.ts),
+            escape(_caller(event)),
+            escape(event.method),
+            escape(_target(event)),
+            _outcome(event),
+            f"{event.duration_ms:.1f}",
+            escape(event.detail or ""),
+        )
+    return table
+
+
+def _audit_line(event: AuditEventRecord) -> str:
+    """One event as one line, for --follow (a table cannot grow once printed)."""
+    detail = f"  {escape(event.detail)}" if event.detail else ""
+    return (
+        f"{event.id:>6}  {_when(event.ts)}  {_outcome(event)}  {escape(_caller(event))}  {escape(event.method)} "
+        f"{escape(_target(event))}  {event.duration_ms:.1f} ms{detail}"
+    )
+
+
+async def _audit_between(
+    store: Store, after_id: int, before_id: int | None, filters: Mapping[str, Any]
+) -> list[AuditEventRecord]:
+    """Every matching event with after_id < id < before_id, oldest first, however many there are."""
+    found: list[AuditEventRecord] = []
+    while True:
+        page = await store.list_audit(limit=_AUDIT_PAGE, after_id=after_id, before_id=before_id, **filters)
+        found.extend(page)
+        if len(page) < _AUDIT_PAGE:
+            return found[::-1]
+        before_id = page[-1].id
+
+
+@audit_app.command("tail")
+def audit_tail(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=0, help="How many of the newest events to show.")] = 20,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new events (checked every second) until Ctrl-C.")
+    ] = False,
+    upstream: Annotated[str | None, typer.Option(help="Only events for this upstream.")] = None,
+    vk: Annotated[str | None, typer.Option("--vk", help="Only events made with this virtual key id.")] = None,
+    outcome: Annotated[AuditOutcomeChoice | None, typer.Option(help="Only events with this outcome.")] = None,
+    config: StoreConfigOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="A JSON array; with --follow, one JSON object per line.")
+    ] = False,
+) -> None:
+    """The newest audit events, oldest first (like tail); --follow keeps printing new ones."""
+    filters: dict[str, Any] = {"upstream": upstream, "virtual_key_id": vk, "outcome": outcome}
+
+    def emit(events: Sequence[AuditEventRecord], first: bool) -> None:
+        if as_json and not follow:
+            _print_json([_record_json(event) for event in events])
+        elif as_json:
+            for event in events:
+                print(json.dumps(_record_json(event), default=_json_default), flush=True)
+        elif follow:
+            for event in events:
+                console.print(_audit_line(event), highlight=False)
+        elif events:
+            console.print(_audit_table(events))
+        elif first:
+            console.print("no audit events" + (" match" if any(filters.values()) else " yet"), highlight=False)
+
+    async def tail(store: Store) -> None:
+        recent = await store.list_audit(limit=limit, **filters) if limit else []
+        emit(recent[::-1], True)
+        if not follow:
+            return
+        newest = await store.list_audit(limit=1)
+        seen = newest[0].id if newest else 0
+        while True:
+            await anyio.sleep(AUDIT_FOLLOW_POLL_SECONDS)
+            # Anchor on the newest id of any event, so a narrow filter never rescans the whole log.
+            newest = await store.list_audit(limit=1)
+            top = newest[0].id if newest else seen
+            if top > seen:
+                emit(await _audit_between(store, seen, top + 1, filters), False)
+                seen = top
+
+    if follow:
+        # Ctrl-C is how --follow ends, also when started with SIGINT ignored (e.g. as a background job).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _with_store(config, tail)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
 
 
 def main() -> None:

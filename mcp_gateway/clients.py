@@ -10,6 +10,7 @@ tells us when the client goes away, so the registry never holds dead connections
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -18,9 +19,14 @@ from mcp.server.connection import Connection
 from mcp.server.session import ServerSession
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from mcp_gateway.identity import Identity, IdentityMode
+from mcp_gateway.upstreams.connection import ListKind
+
 logger = logging.getLogger(__name__)
 
 _REGISTERED = "mcpgw.registered"
+_IDENTITY = "mcpgw.identity"
+_SEEN = "mcpgw.seen"
 
 
 def connection_of(session: ServerSession) -> Connection:
@@ -43,11 +49,25 @@ class ClientConnections:
     def __len__(self) -> int:
         return len(self._connections)
 
-    def register(self, session: ServerSession) -> Connection:
-        """Remember the client behind `session` (idempotent; cheap enough for every request)."""
+    def register(
+        self,
+        session: ServerSession,
+        identity: Identity,
+        baseline: Callable[[], Mapping[ListKind, object]] | None = None,
+    ) -> Connection:
+        """Remember the client behind `session` and who it is (idempotent; cheap enough for every request).
+
+        The session manager binds a session to the identity that created it, so the identity
+        recorded on first sight stays the client's identity; only its narrowing headers can
+        differ per request, and the latest ones are kept.
+        """
         connection = connection_of(session)
-        if connection.state.get(_REGISTERED) or connection.protocol_version in MODERN_PROTOCOL_VERSIONS:
-            # 2026-era exchanges have no standalone stream to notify on.
+        if connection.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            return connection  # 2026-era exchanges have no standalone stream to notify on
+        connection.state[_IDENTITY] = identity
+        if _SEEN not in connection.state and baseline is not None:
+            connection.state[_SEEN] = baseline()  # what this client saw first; later changes are diffs to it
+        if connection.state.get(_REGISTERED):
             return connection
         connection.state[_REGISTERED] = True
         key = id(connection)
@@ -55,20 +75,45 @@ class ClientConnections:
         connection.exit_stack.callback(self._forget, key)
         return connection
 
+    async def announce_changes(
+        self,
+        fingerprint: Callable[[Identity], Mapping[ListKind, object]],
+        refresh: Callable[[Identity], Awaitable[Identity]] | None = None,
+    ) -> None:
+        """Send `list_changed` for each kind whose fingerprint changed for that client's identity."""
+        notifications: dict[ListKind, types.ServerNotification] = {
+            ListKind.TOOLS: types.ToolListChangedNotification(),
+            ListKind.PROMPTS: types.PromptListChangedNotification(),
+            ListKind.RESOURCES: types.ResourceListChangedNotification(),
+        }
+        cache: dict[object, Mapping[ListKind, object]] = {}
+        async with anyio.create_task_group() as tg:
+            for connection in list(self._connections.values()):
+                identity: Identity = connection.state[_IDENTITY]
+                if refresh is not None:
+                    # Grants may have changed since this client's last request (that is often why
+                    # we are here): judge its view by what it would be allowed now.
+                    identity = connection.state[_IDENTITY] = await refresh(identity)
+                cache_key = (
+                    identity.grants and tuple(sorted(identity.grants.items())),
+                    identity.include_clients,
+                    identity.include_tools,
+                    identity.mode is IdentityMode.ANONYMOUS,
+                )
+                current = cache.get(cache_key)
+                if current is None:
+                    current = cache[cache_key] = fingerprint(identity)
+                previous: Mapping[ListKind, object] = connection.state.get(_SEEN, {})
+                connection.state[_SEEN] = current
+                for kind, value in current.items():
+                    if previous.get(kind, value) != value:
+                        data = notifications[kind].model_dump(by_alias=True, mode="json", exclude_none=True)
+                        tg.start_soon(_notify, connection, data)
+
     def _forget(self, key: int) -> None:
         self._connections.pop(key, None)
         for subscribers in self._subscriptions.values():
             subscribers.discard(key)
-
-    async def broadcast(self, notification: types.ServerNotification) -> None:
-        """Send to every connected client; a slow or gone client never holds up the others."""
-        data = notification.model_dump(by_alias=True, mode="json", exclude_none=True)
-        targets = list(self._connections.values())
-        if not targets:
-            return
-        async with anyio.create_task_group() as tg:
-            for connection in targets:
-                tg.start_soon(_notify, connection, data)
 
     def subscribe(self, connection: Connection, uri: str) -> bool:
         """Record a subscription; True when it is the first one for `uri` (subscribe upstream then)."""

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mcp_gateway.errors import ConfigError
+from mcp_gateway.identity import AuthSettings
 
 UPSTREAM_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_]+$")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -41,6 +42,11 @@ class _UpstreamBase(_Strict):
     connect_timeout: float = Field(default=DEFAULT_CONNECT_TIMEOUT, gt=0, description="Seconds to connect.")
     enabled: bool = True
     description: str | None = None
+    allow_on_all_virtual_keys: bool = Field(
+        default=False,
+        description="Every caller sees all of this upstream's tools unless their grants name it explicitly; "
+        "session and anonymous callers see only such upstreams.",
+    )
 
     @field_validator("prefix")
     @classmethod
@@ -119,10 +125,41 @@ class ServerSettings(_Strict):
         return value
 
 
+class CorsSettings(_Strict):
+    allowed_origins: list[str] = Field(default_factory=list, description='e.g. ["https://app.example.com"] or ["*"]')
+    allowed_headers: list[str] = Field(
+        default_factory=lambda: [
+            "Content-Type",
+            "Authorization",
+            "X-Requested-With",
+            "X-Stainless-Timeout",
+            "X-Api-Key",
+            "x-bf-vk",
+            "x-bf-mcp-session-id",
+            "x-bf-mcp-include-clients",
+            "x-bf-mcp-include-tools",
+            "Mcp-Session-Id",
+            "Mcp-Protocol-Version",
+            "Last-Event-ID",
+        ]
+    )
+
+
+class AdminSettings(_Strict):
+    enabled: bool = True
+    token_env: str = Field(default="MCPGW_ADMIN_TOKEN", description="Environment variable holding the admin token.")
+
+
 class GatewayConfig(_Strict):
     """The whole file."""
 
     server: ServerSettings = Field(default_factory=ServerSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
+    cors: CorsSettings = Field(default_factory=CorsSettings)
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; DATABASE_URL overrides; default SQLite in .mcpgw/."
+    )
     upstreams: dict[str, UpstreamConfig] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -135,7 +172,8 @@ class GatewayConfig(_Strict):
         holding only comments reads as null in YAML and means "empty".
         """
         if isinstance(data, dict):
-            data = {k: ({} if v is None and k in ("server", "upstreams") else v) for k, v in data.items()}
+            sections = ("server", "auth", "admin", "cors", "upstreams")
+            data = {k: ({} if v is None and k in sections else v) for k, v in data.items()}
         if isinstance(data, dict) and isinstance(data.get("upstreams"), dict):
             upstreams = {}
             for name, entry in data["upstreams"].items():

@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
@@ -20,10 +22,13 @@ from mcp.server.models import InitializationOptions
 from mcp_types import INVALID_PARAMS
 
 from mcp_gateway import __version__
+from mcp_gateway.audit import AuditEvent, AuditLog
 from mcp_gateway.catalog import explicit_uri
 from mcp_gateway.clients import ClientConnections, connection_of
 from mcp_gateway.config import prefix_of
 from mcp_gateway.errors import UpstreamError
+from mcp_gateway.identity import Identity
+from mcp_gateway.policy import Policy, View
 from mcp_gateway.relay import CURRENT_CALLER, Caller
 from mcp_gateway.upstreams.connection import ListKind, UpstreamConnection, UpstreamState
 from mcp_gateway.upstreams.manager import UpstreamManager
@@ -57,23 +62,48 @@ class GatewayServer(Server[Any]):
         )
 
 
-def build_server(manager: UpstreamManager, clients: ClientConnections) -> GatewayServer:
+IDENTITY_SCOPE_KEY = "mcpgw.identity"
+"""Where the identity middleware leaves the caller's `Identity` in the ASGI scope's state."""
+
+
+def identity_of(ctx: Ctx) -> Identity:
+    request = ctx.request
+    identity = request.scope.get("state", {}).get(IDENTITY_SCOPE_KEY) if request is not None else None
+    if not isinstance(identity, Identity):
+        # Every /mcp request passes the identity middleware; reaching here is a wiring bug.
+        raise MCPError(types.INTERNAL_ERROR, "request has no resolved identity")
+    return identity
+
+
+def build_server(
+    manager: UpstreamManager,
+    clients: ClientConnections,
+    policy: Policy,
+    audit: AuditLog,
+    refresh_identity: Callable[[Identity], Awaitable[Identity]] | None = None,
+) -> GatewayServer:
     page_size = manager.config.server.page_size
 
-    def register(ctx: Ctx) -> None:
-        clients.register(ctx.session)
+    def view(ctx: Ctx) -> View:
+        identity = identity_of(ctx)
+        seen = policy.view(identity, manager.catalog)
+        clients.register(ctx.session, identity, baseline=lambda: _fingerprints(seen, manager))
+        return seen
 
     async def list_tools(ctx: Ctx, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        register(ctx)
-        items, cursor = _page(manager.catalog.tools, params, page_size)
+        items, cursor = _page(view(ctx).tools, params, page_size)
         return types.ListToolsResult(tools=items, next_cursor=cursor)
 
     async def call_tool(ctx: Ctx, params: types.CallToolRequestParams) -> dict[str, Any]:
-        route = manager.catalog.tool_routes.get(params.name)
+        identity = identity_of(ctx)
+        started = time.perf_counter()
+        route = policy.route_for(identity, manager.catalog, params.name)
         if route is None:
-            unavailable = _unavailable_owner(manager, params.name)
+            unavailable = _unavailable_owner(manager, policy, identity, params.name)
+            audit.record(_event(identity, None, params.name, started, "denied" if unavailable is None else "error"))
             if unavailable is not None:
                 return _tool_error(unavailable)
+            # Hidden and missing tools get the same answer: nothing leaks about what exists.
             raise MCPError(INVALID_PARAMS, f"Unknown tool: {params.name}")
         upstream = manager.connections[route.upstream]
         request = types.CallToolRequest(
@@ -82,17 +112,23 @@ def build_server(manager: UpstreamManager, clients: ClientConnections) -> Gatewa
             )
         )
         try:
-            return await _relayed(ctx, upstream, request)
+            result = await _relayed(ctx, upstream, request)
         except UpstreamError as exc:
+            audit.record(_event(identity, route.upstream, route.original, started, "error", exc.message))
             return _tool_error(exc.message)
+        except MCPError as exc:
+            audit.record(_event(identity, route.upstream, route.original, started, "error", exc.error.message))
+            raise
+        outcome = "tool_error" if result.get("isError") else "ok"
+        audit.record(_event(identity, route.upstream, route.original, started, outcome))
+        return result
 
     async def list_prompts(ctx: Ctx, params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
-        register(ctx)
-        items, cursor = _page(manager.catalog.prompts, params, page_size)
+        items, cursor = _page(view(ctx).prompts, params, page_size)
         return types.ListPromptsResult(prompts=items, next_cursor=cursor)
 
     async def get_prompt(ctx: Ctx, params: types.GetPromptRequestParams) -> dict[str, Any]:
-        route = manager.catalog.prompt_routes.get(params.name)
+        route = policy.prompt_route_for(identity_of(ctx), manager.catalog, params.name)
         if route is None:
             raise MCPError(INVALID_PARAMS, f"Unknown prompt: {params.name}")
         request = types.GetPromptRequest(
@@ -103,25 +139,23 @@ def build_server(manager: UpstreamManager, clients: ClientConnections) -> Gatewa
         return await _relayed_or_error(ctx, manager.connections[route.upstream], request)
 
     async def list_resources(ctx: Ctx, params: types.PaginatedRequestParams | None) -> types.ListResourcesResult:
-        register(ctx)
-        items, cursor = _page(manager.catalog.resources, params, page_size)
+        items, cursor = _page(view(ctx).resources, params, page_size)
         return types.ListResourcesResult(resources=items, next_cursor=cursor)
 
     async def list_templates(
         ctx: Ctx, params: types.PaginatedRequestParams | None
     ) -> types.ListResourceTemplatesResult:
-        register(ctx)
-        items, cursor = _page(manager.catalog.resource_templates, params, page_size)
+        items, cursor = _page(view(ctx).resource_templates, params, page_size)
         return types.ListResourceTemplatesResult(resource_templates=items, next_cursor=cursor)
 
-    def resource_upstream(uri: str) -> tuple[UpstreamConnection, str]:
-        found = manager.catalog.resource_route(uri)
+    def resource_upstream(ctx: Ctx, uri: str) -> tuple[UpstreamConnection, str]:
+        found = policy.resource_route_for(identity_of(ctx), manager.catalog, uri)
         if found is None or found[0] not in manager.connections:
             raise MCPError(RESOURCE_NOT_FOUND, f"Resource not found: {uri}", data={"uri": uri})
         return manager.connections[found[0]], found[1]
 
     async def read_resource(ctx: Ctx, params: types.ReadResourceRequestParams) -> dict[str, Any]:
-        upstream, original = resource_upstream(str(params.uri))
+        upstream, original = resource_upstream(ctx, str(params.uri))
         request = types.ReadResourceRequest(
             params=types.ReadResourceRequestParams(uri=original, _meta=_forwardable_meta(params.meta))
         )
@@ -135,8 +169,8 @@ def build_server(manager: UpstreamManager, clients: ClientConnections) -> Gatewa
 
     async def subscribe(ctx: Ctx, params: types.SubscribeRequestParams) -> types.EmptyResult:
         uri = str(params.uri)
-        upstream, original = resource_upstream(uri)
-        if clients.subscribe(clients.register(ctx.session), uri):
+        upstream, original = resource_upstream(ctx, uri)
+        if clients.subscribe(clients.register(ctx.session, identity_of(ctx)), uri):
             await _relayed_or_error(
                 ctx, upstream, types.SubscribeRequest(params=types.SubscribeRequestParams(uri=original))
             )
@@ -144,7 +178,7 @@ def build_server(manager: UpstreamManager, clients: ClientConnections) -> Gatewa
 
     async def unsubscribe(ctx: Ctx, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
         uri = str(params.uri)
-        upstream, original = resource_upstream(uri)
+        upstream, original = resource_upstream(ctx, uri)
         if clients.unsubscribe(connection_of(ctx.session), uri):
             await _relayed_or_error(
                 ctx, upstream, types.UnsubscribeRequest(params=types.UnsubscribeRequestParams(uri=original))
@@ -153,10 +187,14 @@ def build_server(manager: UpstreamManager, clients: ClientConnections) -> Gatewa
 
     async def set_logging_level(ctx: Ctx, params: types.SetLevelRequestParams) -> types.EmptyResult:
         """Upstream sessions are shared, so the level applies to every upstream that logs."""
+        identity = identity_of(ctx)
         targets = [
             c
             for c in manager.connections.values()
-            if c.state is UpstreamState.CONNECTED and c.capabilities is not None and c.capabilities.logging
+            if c.state is UpstreamState.CONNECTED
+            and c.capabilities is not None
+            and c.capabilities.logging
+            and policy.may_use_upstream(identity, c.name)
         ]
         request = types.SetLevelRequest(params=types.SetLevelRequestParams(level=params.level))
 
@@ -173,8 +211,9 @@ def build_server(manager: UpstreamManager, clients: ClientConnections) -> Gatewa
 
     async def complete(ctx: Ctx, params: types.CompleteRequestParams) -> dict[str, Any]:
         ref = params.ref
+        identity = identity_of(ctx)
         if isinstance(ref, types.PromptReference):
-            route = manager.catalog.prompt_routes.get(ref.name)
+            route = policy.prompt_route_for(identity, manager.catalog, ref.name)
             if route is None:
                 raise MCPError(INVALID_PARAMS, f"Unknown prompt: {ref.name}")
             upstream = manager.connections[route.upstream]
@@ -183,6 +222,8 @@ def build_server(manager: UpstreamManager, clients: ClientConnections) -> Gatewa
             )
         else:
             upstream = _template_owner(manager, ref.uri)
+            if not policy.may_use_upstream(identity, upstream.name):
+                raise MCPError(INVALID_PARAMS, f"Unknown resource template: {ref.uri}")
             new_ref = ref
         request = types.CompleteRequest(
             params=types.CompleteRequestParams(ref=new_ref, argument=params.argument, context=params.context)
@@ -211,19 +252,17 @@ def build_server(manager: UpstreamManager, clients: ClientConnections) -> Gatewa
     server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, set_logging_level)
 
     async def announce(kinds: frozenset[ListKind]) -> None:
-        notifications: dict[ListKind, types.ServerNotification] = {
-            ListKind.TOOLS: types.ToolListChangedNotification(),
-            ListKind.PROMPTS: types.PromptListChangedNotification(),
-            ListKind.RESOURCES: types.ResourceListChangedNotification(),
-        }
-        for kind in kinds:
-            await clients.broadcast(notifications[kind])
+        """Tell each client whose *visible* lists changed; others are not disturbed."""
+        await clients.announce_changes(
+            lambda identity: _fingerprints(policy.view(identity, manager.catalog), manager), refresh_identity
+        )
 
     async def resource_updated(upstream: str, uri: str) -> None:
         plain = (uri,) if manager.catalog.resource_route(uri) == (upstream, uri) else ()
         await clients.resource_updated((*plain, explicit_uri(upstream, uri)))
 
     manager.on_catalog_change(announce)
+    server.announce_policy_change = announce  # type: ignore[attr-defined]
     manager.on_resource_updated(resource_updated)
     return server
 
@@ -256,18 +295,57 @@ async def _relayed_or_error(ctx: Ctx, upstream: UpstreamConnection, request: typ
         raise MCPError(types.INTERNAL_ERROR, exc.message) from None
 
 
-def _unavailable_owner(manager: UpstreamManager, name: str) -> str | None:
+def _unavailable_owner(manager: UpstreamManager, policy: Policy, identity: Identity, name: str) -> str | None:
     """Why a tool of a configured but currently unavailable upstream cannot be called, if it is one.
 
     A disconnected upstream serves no tools, but "Unknown tool" would send the user hunting for a
-    typo; naming the upstream and its state says what is actually wrong.
+    typo; naming the upstream and its state says what is actually wrong. Only for upstreams the
+    caller may use, so this reveals nothing about the others.
     """
     for connection in manager.connections.values():
         prefix = prefix_of(connection.name, connection.config)
-        if prefix and name.startswith(prefix + manager.separator) and connection.state is not UpstreamState.CONNECTED:
+        if (
+            prefix
+            and name.startswith(prefix + manager.separator)
+            and connection.state is not UpstreamState.CONNECTED
+            and policy.may_use_upstream(identity, connection.name)
+        ):
             detail = f" ({connection.last_error})" if connection.last_error else ""
             return f"upstream {connection.name!r} is {connection.state.value}{detail}; try again once it reconnects"
     return None
+
+
+def _event(
+    identity: Identity, upstream: str | None, tool: str | None, started: float, outcome: str, detail: str | None = None
+) -> AuditEvent:
+    return AuditEvent(
+        identity_mode=identity.mode.value,
+        subject=identity.subject,
+        virtual_key_id=identity.virtual_key.id if identity.virtual_key else None,
+        upstream=upstream,
+        tool=tool,
+        method="tools/call",
+        duration_ms=(time.perf_counter() - started) * 1000,
+        outcome=outcome,
+        detail=detail[:500] if detail else None,
+    )
+
+
+def _fingerprints(view: View, manager: UpstreamManager) -> dict[ListKind, object]:
+    """What a client sees, compactly: names per kind plus the content versions of the upstreams behind them."""
+    catalog = manager.catalog
+
+    def versions(upstreams: set[str], kind: ListKind) -> tuple[tuple[str, int], ...]:
+        return tuple(sorted((u, manager.connections[u].versions[kind]) for u in upstreams if u in manager.connections))
+
+    tools = tuple(t.name for t in view.tools)
+    prompts = tuple(p.name for p in view.prompts)
+    resources = tuple(str(r.uri) for r in view.resources) + tuple(t.uri_template for t in view.resource_templates)
+    return {
+        ListKind.TOOLS: (tools, versions({catalog.tool_routes[n].upstream for n in tools}, ListKind.TOOLS)),
+        ListKind.PROMPTS: (prompts, versions({catalog.prompt_routes[n].upstream for n in prompts}, ListKind.PROMPTS)),
+        ListKind.RESOURCES: (resources, versions(set(manager.connections), ListKind.RESOURCES)),
+    }
 
 
 def _template_owner(manager: UpstreamManager, uri_template: str) -> UpstreamConnection:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import socket
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
+import asyncpg
 import httpx2
 import pytest
 import uvicorn
@@ -32,6 +35,39 @@ NPM_BIN = ROOT / ".cache" / "npm" / "node_modules" / ".bin"
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+
+
+async def pg_admin(sql: str) -> None:
+    """Run one statement on the local PostgreSQL's `test` database; fail (never skip) when it is down."""
+    try:
+        connection = await asyncpg.connect(f"{PG_SERVER}/test", timeout=10)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {PG_SERVER}/test ({exc!r}). The PostgreSQL tests need it and never "
+            "skip: start the server (CI's machine runs one) and allow trust auth for user postgres.",
+            pytrace=False,
+        )
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database per test: a SQLite file, or a new PostgreSQL database (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+        return
+    name = f"mcpgw_{secrets.token_hex(6)}"
+    await pg_admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def free_port() -> int:
@@ -68,12 +104,42 @@ class RunningGateway:
         return f"{self.base_url}/mcp"
 
 
+OPEN_AUTH = {"enforce_auth_on_inference": False}
+"""Most tests are about MCP behaviour, not governance: no credentials needed, every upstream global."""
+
+ADMIN_TOKEN = "test-admin-token"
+
+
 @contextlib.asynccontextmanager
-async def running_gateway(upstreams: Mapping[str, Any], **server: Any) -> AsyncIterator[RunningGateway]:
-    """Serve a gateway over real HTTP on a free port for the duration of the block."""
+async def running_gateway(
+    upstreams: Mapping[str, Any],
+    *,
+    auth: Mapping[str, Any] | None = None,
+    database_url: str | None = None,
+    admin_token: str | None = ADMIN_TOKEN,
+    **server: Any,
+) -> AsyncIterator[RunningGateway]:
+    """Serve a gateway over real HTTP on a free port for the duration of the block.
+
+    Without `auth`, the gateway is open (enforcement off) and upstreams default to
+    `allow_on_all_virtual_keys: true`. The store is a fresh SQLite file unless `database_url` is given.
+    """
     port = free_port()
-    config = GatewayConfig.model_validate({"server": {"port": port, **server}, "upstreams": dict(upstreams)})
-    gateway = create_gateway(config)
+    if auth is None:
+        auth = OPEN_AUTH
+        upstreams = {name: {"allow_on_all_virtual_keys": True, **u} for name, u in upstreams.items()}
+    config = GatewayConfig.model_validate(
+        {"server": {"port": port, **server}, "auth": dict(auth), "upstreams": dict(upstreams)}
+    )
+    with tempfile.TemporaryDirectory(prefix="mcpgw-test-") as folder:
+        url = database_url or f"sqlite+aiosqlite:///{folder}/mcpgw.db"
+        gateway = create_gateway(config, database_url=url, admin_token=admin_token)
+        async with _serve(gateway, port) as running:
+            yield running
+
+
+@contextlib.asynccontextmanager
+async def _serve(gateway: Gateway, port: int) -> AsyncIterator[RunningGateway]:
     uv = _TestServer(
         uvicorn.Config(gateway.app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False)
     )

@@ -51,13 +51,22 @@ async def served_gateway(tmp_path: Path) -> AsyncIterator[ServedGateway]:
         "command": sys.executable,
         "args": [str(LAB_SERVER)],
         "env": {"LAB_EVENT_LOG": str(events)},
+        "allow_on_all_virtual_keys": True,
     }
-    config.write_text(json.dumps({"upstreams": {"lab": upstream}}), encoding="utf-8")
+    settings = {
+        "auth": {"enforce_auth_on_inference": False},
+        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'mcpgw.db'}",
+        "upstreams": {"lab": upstream},
+    }
+    config.write_text(json.dumps(settings), encoding="utf-8")
     port = free_port()
     log = tmp_path / "mcpgw.log"
     with log.open("wb") as sink:
         process = await anyio.open_process(
-            [MCPGW, "serve", "--config", config, "--port", str(port), "--log-level", "info"], stdout=sink, stderr=sink
+            [MCPGW, "serve", "--config", config, "--port", str(port), "--log-level", "info", "--insecure-admin"],
+            stdout=sink,
+            stderr=sink,
+            cwd=tmp_path,
         )
     base = f"http://127.0.0.1:{port}"
     lab_pid: int | None = None

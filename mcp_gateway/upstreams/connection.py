@@ -79,6 +79,8 @@ class UpstreamConnection:
         self.prompts: list[types.Prompt] = []
         self.resources: list[types.Resource] = []
         self.resource_templates: list[types.ResourceTemplate] = []
+        self.versions: dict[ListKind, int] = dict.fromkeys(ListKind, 0)
+        """Bumped when a list's content changes, so clients are only told about real changes."""
         self.capabilities: types.ServerCapabilities | None = None
         self.server_info: types.Implementation | None = None
         self.protocol_version: str | None = None
@@ -110,7 +112,9 @@ class UpstreamConnection:
             finally:
                 self._session = None
             had_items = bool(self.tools or self.prompts or self.resources or self.resource_templates)
-            self.tools, self.prompts, self.resources, self.resource_templates = [], [], [], []
+            self._set_list(ListKind.TOOLS, tools=[])
+            self._set_list(ListKind.PROMPTS, prompts=[])
+            self._set_list(ListKind.RESOURCES, resources=[], resource_templates=[])
             self.state = UpstreamState.DISCONNECTED
             self.first_attempt_done.set()
             if self._stopping:
@@ -129,6 +133,7 @@ class UpstreamConnection:
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()
+        self._reconnect_now.set()
 
     def reconnect(self) -> None:
         """Drop the current session (if any) and connect again right away."""
@@ -182,12 +187,22 @@ class UpstreamConnection:
     async def _refresh(self, session: ClientSession, kinds: frozenset[ListKind]) -> None:
         caps = self.capabilities or types.ServerCapabilities()
         if ListKind.TOOLS in kinds and caps.tools is not None:
-            self.tools = await _fetch_all(session.list_tools, "tools")
+            self._set_list(ListKind.TOOLS, tools=await _fetch_all(session.list_tools, "tools"))
         if ListKind.PROMPTS in kinds and caps.prompts is not None:
-            self.prompts = await _fetch_all(session.list_prompts, "prompts")
+            self._set_list(ListKind.PROMPTS, prompts=await _fetch_all(session.list_prompts, "prompts"))
         if ListKind.RESOURCES in kinds and caps.resources is not None:
-            self.resources = await _fetch_all(session.list_resources, "resources")
-            self.resource_templates = await _fetch_all(session.list_resource_templates, "resource_templates")
+            self._set_list(
+                ListKind.RESOURCES,
+                resources=await _fetch_all(session.list_resources, "resources"),
+                resource_templates=await _fetch_all(session.list_resource_templates, "resource_templates"),
+            )
+
+    def _set_list(self, kind: ListKind, **lists: list[Any]) -> None:
+        """Replace lists, bumping the kind's version only when the content really changed."""
+        if any(getattr(self, name) != value for name, value in lists.items()):
+            for name, value in lists.items():
+                setattr(self, name, value)
+            self.versions[kind] += 1
 
     async def refresh(self, kinds: frozenset[ListKind]) -> None:
         session = self._session

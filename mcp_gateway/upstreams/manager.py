@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
 import anyio.abc
 
 from mcp_gateway.catalog import Catalog, Contribution
-from mcp_gateway.config import GatewayConfig, prefix_of
+from mcp_gateway.config import GatewayConfig, UpstreamConfig, prefix_of
 from mcp_gateway.errors import UpstreamUnavailable
 from mcp_gateway.upstreams.connection import ListKind, UpstreamConnection, UpstreamState
 
@@ -31,6 +31,7 @@ class UpstreamManager:
             )
             for name, upstream in config.upstreams.items()
         }
+        self._globals = _globals(self.connections)
         self.catalog = Catalog()
         self._catalog_listeners: list[CatalogListener] = []
         self._resource_listeners: list[ResourceListener] = []
@@ -56,15 +57,58 @@ class UpstreamManager:
                 self._task_group = tg
                 for connection in self.connections.values():
                     tg.start_soon(connection.run, name=f"upstream:{connection.name}")
-                for connection in self.connections.values():
-                    await connection.first_attempt_done.wait()
+                await self.wait_first_attempts()
                 task_status.started()
+                await anyio.sleep_forever()  # stay up for upstreams added later by apply()
         finally:
             self._task_group = None
+
+    async def wait_first_attempts(self) -> None:
+        """Until every current upstream has connected or failed once (what "started" means to a user)."""
+        for connection in list(self.connections.values()):
+            await connection.first_attempt_done.wait()
+
+    async def announce(self) -> None:
+        """Let listeners re-check what each client sees (after a policy change, say)."""
+        for listener in self._catalog_listeners:
+            await listener(frozenset(ListKind))
 
     def stop(self) -> None:
         for connection in self.connections.values():
             connection.stop()
+
+    async def apply(self, upstreams: Mapping[str, UpstreamConfig]) -> None:
+        """Make the running upstreams match `upstreams`: start new ones, stop removed ones, and
+        restart those whose connection settings changed. Policy-only fields (visibility flags)
+        are swapped in place without reconnecting."""
+        if self._task_group is None:
+            raise RuntimeError("UpstreamManager.apply() needs a running manager")
+        current = self.connections
+        updated: dict[str, UpstreamConnection] = {}
+        for name, config in upstreams.items():
+            existing = current.get(name)
+            if existing is not None and _connection_settings(existing.config) == _connection_settings(config):
+                existing.config = config
+                updated[name] = existing
+                continue
+            if existing is not None:
+                existing.stop()
+            connection = UpstreamConnection(
+                name, config, on_change=self._on_upstream_change, on_resource_updated=self._on_resource_updated
+            )
+            updated[name] = connection
+            self._task_group.start_soon(connection.run, name=f"upstream:{name}")
+        for name, connection in current.items():
+            if name not in updated:
+                connection.stop()
+        self.connections = updated
+        self._globals = _globals(updated)
+        await self.rebuild()
+
+    @property
+    def globals(self) -> frozenset[str]:
+        """Upstreams every caller may see (unless their grants say otherwise)."""
+        return self._globals
 
     def calls_in_flight(self) -> int:
         return sum(len(c.in_flight) for c in self.connections.values())
@@ -75,6 +119,10 @@ class UpstreamManager:
         return all(c.state is UpstreamState.CONNECTED for c in self.connections.values() if c.config.enabled)
 
     async def _on_upstream_change(self, connection: UpstreamConnection, kinds: frozenset[ListKind]) -> None:
+        await self.rebuild()
+
+    async def rebuild(self) -> None:
+        """Merge every connected upstream's lists into a new catalog; tell listeners what changed."""
         async with self._rebuild_lock:
             before = self.catalog
             after = Catalog.build(
@@ -88,7 +136,7 @@ class UpstreamManager:
                         resource_templates=c.resource_templates,
                     )
                     for c in self.connections.values()
-                    if c.state is UpstreamState.CONNECTED or c is connection
+                    if c.state is UpstreamState.CONNECTED
                 ),
                 self.separator,
             )
@@ -109,3 +157,11 @@ class UpstreamManager:
     async def _on_resource_updated(self, connection: UpstreamConnection, uri: str) -> None:
         for listener in self._resource_listeners:
             await listener(connection.name, uri)
+
+
+def _connection_settings(config: UpstreamConfig) -> dict[str, object]:
+    return config.model_dump(exclude={"allow_on_all_virtual_keys", "description"})
+
+
+def _globals(connections: Mapping[str, UpstreamConnection]) -> frozenset[str]:
+    return frozenset(n for n, c in connections.items() if c.config.allow_on_all_virtual_keys)

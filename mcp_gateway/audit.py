@@ -1,0 +1,73 @@
+"""The audit trail of tool calls: who called what, where, how long, with what outcome.
+
+Recording must never slow down or fail a call, so events go into an in-memory buffer and a
+background task writes them in batches. The sink is injectable (the store in production, a
+list in unit tests). Events carry ids, never secrets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import anyio
+
+logger = logging.getLogger(__name__)
+
+_MAX_BUFFER = 50_000
+_FLUSH_EVERY = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    identity_mode: str
+    subject: str | None
+    virtual_key_id: str | None
+    upstream: str | None
+    tool: str | None
+    method: str
+    duration_ms: float
+    outcome: str  # ok | tool_error | error | denied
+    detail: str | None = None
+    ts: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+AuditSink = Callable[[Sequence[AuditEvent]], Awaitable[None]]
+
+
+class AuditLog:
+    def __init__(self, sink: AuditSink, *, flush_every: float = _FLUSH_EVERY) -> None:
+        self._sink = sink
+        self._flush_every = flush_every
+        self._buffer: list[AuditEvent] = []
+        self._dropped = 0
+
+    def record(self, event: AuditEvent) -> None:
+        if len(self._buffer) >= _MAX_BUFFER:
+            self._dropped += 1  # the store is far behind; keep serving, say so when it catches up
+            return
+        self._buffer.append(event)
+
+    async def flush(self) -> None:
+        if not self._buffer:
+            return
+        batch, self._buffer = self._buffer, []
+        try:
+            await self._sink(batch)
+        except Exception:  # a failing store must not take the gateway down; log and keep going
+            logger.exception("could not write %d audit events", len(batch))
+        if self._dropped:
+            logger.warning("audit buffer was full: %d events were dropped", self._dropped)
+            self._dropped = 0
+
+    async def run(self) -> None:
+        """Flush periodically until cancelled, then once more (shielded) so nothing recorded is lost."""
+        try:
+            while True:
+                await anyio.sleep(self._flush_every)
+                await self.flush()
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                await self.flush()

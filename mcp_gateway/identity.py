@@ -1,0 +1,255 @@
+"""Who is calling: request headers → `Identity`. Nothing else in the gateway reads auth headers.
+
+Precedence, first match wins:
+1. A virtual key, from `x-bf-vk`, then `Authorization: Bearer sk-mcpgw-…`, then `X-Api-Key`.
+   A key owned by a user makes the caller that user (mode `user`); otherwise mode `vk`.
+2. An SSO user: `Authorization: Bearer <JWT>` validated against the configured issuer/JWKS.
+3. `x-bf-mcp-session-id: <opaque>` (mode `session`) — only when `enforce_auth_on_inference` is off.
+4. Nothing: mode `anonymous` — likewise only when enforcement is off.
+
+A bearer token that is neither a VK nor (with SSO configured) a JWT is ignored: it is never
+forwarded to any upstream. Secrets never leave this module: an `Identity` carries the VK's id
+and a hash of the session id, not the key or the raw session id.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from pydantic import BaseModel, ConfigDict, Field
+
+logger = logging.getLogger(__name__)
+
+VK_PREFIX = "sk-mcpgw-"
+VK_HEADER = "x-bf-vk"
+API_KEY_HEADER = "x-api-key"
+SESSION_HEADER = "x-bf-mcp-session-id"
+INCLUDE_CLIENTS_HEADER = "x-bf-mcp-include-clients"
+INCLUDE_TOOLS_HEADER = "x-bf-mcp-include-tools"
+
+ACCEPTED_CREDENTIALS = (
+    "send a virtual key as 'Authorization: Bearer <vk>', 'x-bf-vk: <vk>' or 'X-Api-Key: <vk>'"
+    ", or an SSO token as 'Authorization: Bearer <jwt>'"
+)
+
+
+class IdentityMode(enum.StrEnum):
+    USER = "user"  # an SSO user, or the owner of a user-owned virtual key
+    VK = "vk"  # a virtual key that belongs to no user
+    SESSION = "session"  # an opaque client-chosen session id, re-sent on every call
+    ANONYMOUS = "anonymous"  # nothing at all
+
+
+@dataclass(frozen=True, slots=True)
+class KeyGrant:
+    """What the identity layer needs to know about a virtual key (never the key itself)."""
+
+    id: str
+    name: str
+    active: bool
+    user_id: str | None
+    mcp_configs: Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    mode: IdentityMode
+    subject: str | None
+    """User id, VK id, or a hash of the session id; None when anonymous."""
+    virtual_key: KeyGrant | None = None
+    user_id: str | None = None
+    grants: Mapping[str, tuple[str, ...]] | None = None
+    """upstream → tool patterns from the VK (or the SSO user); None: only global upstreams."""
+    include_clients: frozenset[str] | None = None
+    include_tools: tuple[str, ...] | None = None
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Stable, secret-free id of the principal, e.g. for binding sessions and pooling credentials."""
+        return f"{self.mode.value}:{self.subject or '-'}"
+
+    def describe(self) -> str:
+        return f"{self.mode.value} {self.subject}" if self.subject else self.mode.value
+
+
+class AuthError(Exception):
+    """Raised when a request's credentials are missing or invalid; answered with HTTP 401."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class JwtSettings(BaseModel):
+    """SSO: which JWTs identify users."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issuer: str
+    audience: str | None = None
+    jwks_url: str | None = None
+    jwks: dict[str, Any] | None = Field(default=None, description="Inline JWK set instead of jwks_url.")
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "EdDSA"])
+    user_claim: str = "sub"
+    email_claim: str = "email"
+    jwks_cache_seconds: float = 600
+
+
+class AuthSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enforce_auth_on_inference: bool = True
+    jwt: JwtSettings | None = None
+
+
+KeyLookup = Callable[[str], Awaitable[KeyGrant | None]]
+"""Find a virtual key by the SHA-256 hex of the full key."""
+
+UserLookup = Callable[[str, Mapping[str, Any]], Awaitable[Mapping[str, tuple[str, ...]] | None]]
+"""Record an SSO user (id, claims) and return their grants."""
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+class JwtVerifier:
+    """Validates SSO JWTs (signature, issuer, audience, expiry) against a cached JWK set."""
+
+    def __init__(self, settings: JwtSettings, *, clock: Callable[[], float] = time.time) -> None:
+        if settings.jwks is None and settings.jwks_url is None:
+            raise ValueError("auth.jwt needs jwks_url or jwks")
+        self.settings = settings
+        self._clock = clock
+        self._keys: KeySet | None = KeySet.import_key_set(settings.jwks) if settings.jwks else None  # type: ignore[arg-type]
+        self._fetched_at = 0.0
+
+    @staticmethod
+    def looks_like_jwt(token: str) -> bool:
+        return token.count(".") == 2 and token.startswith("ey")
+
+    async def _key_set(self, *, refresh: bool = False) -> KeySet:
+        if self.settings.jwks is not None and self._keys is not None:
+            return self._keys
+        stale = self._clock() - self._fetched_at > self.settings.jwks_cache_seconds
+        if self._keys is None or stale or refresh:
+            assert self.settings.jwks_url is not None
+            try:
+                async with httpx2.AsyncClient(timeout=10) as client:
+                    response = await client.get(self.settings.jwks_url)
+                    response.raise_for_status()
+                    self._keys = KeySet.import_key_set(response.json())
+                    self._fetched_at = self._clock()
+            except (httpx2.HTTPError, ValueError, JoseError) as exc:
+                logger.warning("cannot fetch JWKS from %s: %s", self.settings.jwks_url, exc)
+                if self._keys is None:
+                    raise AuthError(
+                        "SSO token cannot be checked right now (identity provider keys unavailable)"
+                    ) from None
+        return self._keys
+
+    async def verify(self, token: str) -> dict[str, Any]:
+        """The token's claims; raises AuthError with a reason a user can act on."""
+        keys = await self._key_set()
+        try:
+            try:
+                decoded = jwt.decode(token, keys, algorithms=self.settings.algorithms)
+            except JoseError as exc:
+                if "key" not in str(exc).lower() or self.settings.jwks_url is None:
+                    raise
+                decoded = jwt.decode(token, await self._key_set(refresh=True), algorithms=self.settings.algorithms)
+            options: dict[str, Any] = {
+                "iss": {"essential": True, "value": self.settings.issuer},
+                "exp": {"essential": True},
+            }
+            if self.settings.audience:
+                options["aud"] = {"essential": True, "value": self.settings.audience}
+            jwt.JWTClaimsRegistry(now=int(self._clock()), leeway=30, **options).validate(decoded.claims)
+        except JoseError as exc:
+            raise AuthError(f"SSO token rejected: {exc.description or exc.error}") from None
+        except ValueError:
+            raise AuthError("SSO token rejected: malformed token") from None
+        return dict(decoded.claims)
+
+
+class IdentityResolver:
+    """Headers → Identity, with the enforcement rule applied."""
+
+    def __init__(
+        self,
+        settings: AuthSettings,
+        lookup_key: KeyLookup,
+        lookup_user: UserLookup | None = None,
+        jwt_verifier: JwtVerifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self._lookup_key = lookup_key
+        self._lookup_user = lookup_user
+        self._jwt = jwt_verifier
+
+    async def resolve(self, headers: Mapping[str, str]) -> Identity:
+        """Raises AuthError (→ HTTP 401) when credentials are invalid, or missing while enforced."""
+        narrowing = _narrowing(headers)
+        authorization = headers.get("authorization", "")
+        scheme, _, bearer = authorization.partition(" ")
+        bearer = bearer.strip() if scheme.lower() == "bearer" else ""
+
+        key = headers.get(VK_HEADER) or (bearer if bearer.startswith(VK_PREFIX) else "") or headers.get(API_KEY_HEADER)
+        if key:
+            return await self._from_key(key.strip(), narrowing)
+        if bearer and self._jwt is not None and self._jwt.looks_like_jwt(bearer):
+            claims = await self._jwt.verify(bearer)
+            subject = claims.get(self._jwt.settings.user_claim)
+            if not isinstance(subject, str) or not subject:
+                raise AuthError(f"SSO token rejected: no '{self._jwt.settings.user_claim}' claim")
+            grants = await self._lookup_user(subject, claims) if self._lookup_user else None
+            return Identity(IdentityMode.USER, subject, user_id=subject, claims=claims, grants=grants, **narrowing)
+
+        session = headers.get(SESSION_HEADER, "").strip()
+        if self.settings.enforce_auth_on_inference:
+            if session:
+                raise AuthError(
+                    "session mode (x-bf-mcp-session-id) needs enforce_auth_on_inference: false on this gateway; "
+                    + ACCEPTED_CREDENTIALS
+                )
+            raise AuthError("authentication required: " + ACCEPTED_CREDENTIALS)
+        if session:
+            return Identity(IdentityMode.SESSION, hash_key(session)[:32], **narrowing)
+        return Identity(IdentityMode.ANONYMOUS, None, **narrowing)
+
+    async def _from_key(self, key: str, narrowing: dict[str, Any]) -> Identity:
+        grant = await self._lookup_key(hash_key(key)) if key.startswith(VK_PREFIX) else None
+        if grant is None:
+            raise AuthError("virtual key not found")
+        if not grant.active:
+            raise AuthError("virtual key is inactive")
+        grants = grant.mcp_configs
+        if grant.user_id:
+            return Identity(
+                IdentityMode.USER, grant.user_id, virtual_key=grant, user_id=grant.user_id, grants=grants, **narrowing
+            )
+        return Identity(IdentityMode.VK, grant.id, virtual_key=grant, grants=grants, **narrowing)
+
+
+def _narrowing(headers: Mapping[str, str]) -> dict[str, Any]:
+    clients = headers.get(INCLUDE_CLIENTS_HEADER)
+    tools = headers.get(INCLUDE_TOOLS_HEADER)
+    return {
+        "include_clients": frozenset(_split(clients)) if clients is not None else None,
+        "include_tools": tuple(_split(tools)) if tools is not None else None,
+    }
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]

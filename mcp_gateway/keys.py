@@ -1,0 +1,69 @@
+"""Request-path caches in front of the store: virtual keys by hash, SSO users' grants.
+
+Every /mcp request resolves its caller, so a database round trip per request would be the
+gateway's bottleneck. Entries live for a short TTL and the whole cache is dropped whenever the
+store's revision changes (a VK disabled through the API, the CLI or another replica is noticed
+within one poll interval); negative answers are cached briefly so a flood of bogus keys costs
+one query per key per few seconds, not one per request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Generic, TypeVar
+
+from mcp_gateway.identity import KeyGrant
+
+_T = TypeVar("_T")
+
+POSITIVE_TTL = 30.0
+NEGATIVE_TTL = 5.0
+MAX_ENTRIES = 100_000
+
+
+class TtlCache(Generic[_T]):
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._entries: dict[str, tuple[float, _T | None]] = {}
+
+    async def get(self, key: str, load: Callable[[], Awaitable[_T | None]]) -> _T | None:
+        now = self._clock()
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = await load()
+        if len(self._entries) >= MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[key] = (now + (POSITIVE_TTL if value is not None else NEGATIVE_TTL), value)
+        return value
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+UserGrants = Mapping[str, tuple[str, ...]]
+
+
+class KeyCaches:
+    """The two lookups `IdentityResolver` needs, cached; `clear()` when the store changes."""
+
+    def __init__(
+        self,
+        find_key: Callable[[str], Awaitable[KeyGrant | None]],
+        find_user: Callable[[str, Mapping[str, Any]], Awaitable[UserGrants | None]],
+    ) -> None:
+        self._find_key = find_key
+        self._find_user = find_user
+        self._keys: TtlCache[KeyGrant] = TtlCache()
+        self._users: TtlCache[UserGrants] = TtlCache()
+
+    async def key(self, key_hash: str) -> KeyGrant | None:
+        return await self._keys.get(key_hash, lambda: self._find_key(key_hash))
+
+    async def user(self, user_id: str, claims: Mapping[str, Any]) -> UserGrants | None:
+        return await self._users.get(user_id, lambda: self._find_user(user_id, claims))
+
+    def clear(self) -> None:
+        self._keys.clear()
+        self._users.clear()

@@ -1,0 +1,47 @@
+"""Persistent store: upstreams, users, virtual keys with tool grants, and the audit log.
+
+SQLite (`.mcpgw/mcpgw.db`) by default, PostgreSQL when `DATABASE_URL` says so; the schema is
+migrated to the latest version by `open_store`.
+"""
+
+from mcp_gateway.store.engine import redact_url, resolve_database_url
+from mcp_gateway.store.errors import RecordNotFound, StoreError, StoreUnavailable
+from mcp_gateway.store.keys import generate_virtual_key, hash_virtual_key
+from mcp_gateway.store.records import (
+    UNSET,
+    AuditEventIn,
+    AuditEventRecord,
+    AuditOutcome,
+    IdentityMode,
+    McpConfigs,
+    Unset,
+    UpstreamRecord,
+    UpstreamSource,
+    UserRecord,
+    VirtualKeyRecord,
+)
+from mcp_gateway.store.repository import MirrorResult, Store, open_store
+
+__all__ = [
+    "UNSET",
+    "AuditEventIn",
+    "AuditEventRecord",
+    "AuditOutcome",
+    "IdentityMode",
+    "McpConfigs",
+    "MirrorResult",
+    "RecordNotFound",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "Unset",
+    "UpstreamRecord",
+    "UpstreamSource",
+    "UserRecord",
+    "VirtualKeyRecord",
+    "generate_virtual_key",
+    "hash_virtual_key",
+    "open_store",
+    "redact_url",
+    "resolve_database_url",
+]

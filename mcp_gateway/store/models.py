@@ -1,0 +1,119 @@
+"""SQLModel tables. The schema is owned by the Alembic migrations in `migrations/versions`;
+`tests/test_store.py` checks the two agree, so change both together.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in, timezone-aware UTC out, on every database.
+
+    PostgreSQL keeps `timestamptz`; SQLite has no time zones and would hand back naive values, so
+    they are stored as naive UTC and re-labelled UTC on the way out. Naive input is refused rather
+    than guessed at.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use an aware (UTC) datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# SQLite only auto-increments an `INTEGER PRIMARY KEY`; elsewhere audit ids get 64 bits.
+_BigIntId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Upstream(SQLModel, table=True):
+    __tablename__ = "upstream"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    config: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)
+    allow_on_all_virtual_keys: bool = False
+    source: str
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    updated_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "user"
+
+    id: str = Field(primary_key=True)
+    email: str | None = None
+    display_name: str | None = None
+    mcp_configs: dict[str, list[str]] = Field(default_factory=dict, sa_type=JSON, nullable=False)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    last_seen_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+class VirtualKey(SQLModel, table=True):
+    __tablename__ = "virtual_key"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    name: str
+    description: str | None = None
+    key_hash: str = Field(unique=True, index=True)
+    key_prefix: str
+    user_id: str | None = Field(default=None, foreign_key="user.id", ondelete="SET NULL", index=True)
+    active: bool = True
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    updated_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+class VkToolGrant(SQLModel, table=True):
+    __tablename__ = "vk_tool_grant"
+    __table_args__ = (UniqueConstraint("virtual_key_id", "upstream", name="uq_vk_tool_grant_virtual_key_id_upstream"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    virtual_key_id: str = Field(foreign_key="virtual_key.id", ondelete="CASCADE", index=True)
+    upstream: str
+    tools: list[str] = Field(default_factory=list, sa_type=JSON, nullable=False)
+
+
+class AuditEvent(SQLModel, table=True):
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=_BigIntId)
+    ts: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
+    identity_mode: str
+    subject: str | None = None
+    virtual_key_id: str | None = Field(default=None, index=True)
+    upstream: str | None = None
+    tool: str | None = None
+    method: str
+    duration_ms: float
+    outcome: str
+    detail: str | None = Field(default=None, max_length=500)
+
+
+class StoreRevision(SQLModel, table=True):
+    """One row (`id` = 1) whose counter every policy-relevant write bumps in the same transaction."""
+
+    __tablename__ = "store_revision"
+
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    revision: int = 0
