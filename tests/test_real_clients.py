@@ -113,7 +113,7 @@ def claude_env(home: Path) -> dict[str, str]:
     return {**inspector_env(home), **quiet}
 
 
-async def test_claude_code_connects_to_the_gateway(tmp_path: Path) -> None:
+async def test_claude_code_connects_with_a_virtual_key(tmp_path: Path) -> None:
     require(CLAUDE)
     home = tmp_path / "home"
     project = home / "project"
@@ -125,12 +125,20 @@ async def test_claude_code_connects_to_the_gateway(tmp_path: Path) -> None:
             done = await anyio.run_process([str(CLAUDE), *args], env=env, cwd=project, check=False)
         return done.stdout.decode() + done.stderr.decode()
 
-    async with running_gateway({"lab": lab()}) as gw:
-        added = await claude("mcp", "add", "--transport", "http", "mcpgw", gw.url)
+    async with running_gateway({"lab": lab()}, auth={"enforce_auth_on_inference": True}) as gw:
+        store = gw.gateway.store
+        assert store is not None
+        _, key = await store.create_virtual_key("claude", mcp_configs={"lab": ["echo"]})
+        await gw.gateway.sync()
+        added = await claude(
+            "mcp", "add", "--transport", "http", "mcpgw", gw.url, "--header", f"Authorization: Bearer {key}"
+        )
+        await claude("mcp", "add", "--transport", "http", "nokey", gw.url)
         connected = await claude("mcp", "list")
     # `claude mcp list` exits 0 either way; the verdict is in the text. Once the gateway is gone
     # the same check must say so, which shows the parse can fail.
     disconnected = await claude("mcp", "list")
     assert "mcpgw" in added, added
     assert f"mcpgw: {gw.url} (HTTP) - \u2714 Connected" in connected, connected
-    assert "\u2718 Failed to connect" in disconnected, disconnected
+    assert f"nokey: {gw.url} (HTTP) - \u2718 Failed to connect" in connected, "enforcement must refuse no key"
+    assert f"mcpgw: {gw.url} (HTTP) - \u2718 Failed to connect" in disconnected, disconnected
