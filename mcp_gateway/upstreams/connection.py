@@ -91,6 +91,7 @@ class UpstreamConnection:
         self._wake = anyio.Event()
         self._stopping = False
         self._reconnect_now = anyio.Event()
+        self._reconnect_requested = False
         self.first_attempt_done = anyio.Event()
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -137,11 +138,13 @@ class UpstreamConnection:
 
     def reconnect(self) -> None:
         """Drop the current session (if any) and connect again right away."""
+        self._reconnect_requested = True
         self._wake.set()
         self._reconnect_now.set()
 
     async def _connect_and_serve(self) -> bool:
         self._wake = anyio.Event()
+        self._reconnect_requested = False
         async with AsyncExitStack() as stack:
             # Transports connect lazily (or bound their own connect time), so the deadline covers
             # the first exchange; a cancel scope cannot wrap contexts that stay entered after it.
@@ -177,7 +180,9 @@ class UpstreamConnection:
             await self._on_change(self, frozenset(ListKind))
             self.first_attempt_done.set()
             await self._wake.wait()
-            if not self._stopping:
+            if self._reconnect_requested:
+                logger.info("upstream %s: reconnecting on request", self.name)
+            elif not self._stopping:
                 self.last_error = "connection lost"
                 logger.warning("upstream %s: connection lost", self.name)
             return True
