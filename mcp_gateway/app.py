@@ -137,6 +137,10 @@ def create_gateway(
         record = await store.find_virtual_key(key_hash) if store else None
         if record is None:
             return None
+        if record.active and store is not None:
+            # Runs on cache misses only, so "last used" is accurate to the cache TTL (30 s)
+            # and costs one write per key per TTL, not one per request.
+            await store.touch_virtual_key(record.id)
         return KeyGrant(
             id=record.id,
             name=record.name,

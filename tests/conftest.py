@@ -117,6 +117,7 @@ async def running_gateway(
     auth: Mapping[str, Any] | None = None,
     database_url: str | None = None,
     admin_token: str | None = ADMIN_TOKEN,
+    cors_origins: list[str] | None = None,
     **server: Any,
 ) -> AsyncIterator[RunningGateway]:
     """Serve a gateway over real HTTP on a free port for the duration of the block.
@@ -129,7 +130,12 @@ async def running_gateway(
         auth = OPEN_AUTH
         upstreams = {name: {"allow_on_all_virtual_keys": True, **u} for name, u in upstreams.items()}
     config = GatewayConfig.model_validate(
-        {"server": {"port": port, **server}, "auth": dict(auth), "upstreams": dict(upstreams)}
+        {
+            "server": {"port": port, **server},
+            "auth": dict(auth),
+            "cors": {"allowed_origins": cors_origins or []},
+            "upstreams": dict(upstreams),
+        }
     )
     with tempfile.TemporaryDirectory(prefix="mcpgw-test-") as folder:
         url = database_url or f"sqlite+aiosqlite:///{folder}/mcpgw.db"

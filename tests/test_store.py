@@ -6,6 +6,7 @@ FORCE afterwards). They fail, never skip, when the server is not reachable: CI r
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import stat
 from collections.abc import AsyncIterator
@@ -277,6 +278,23 @@ async def test_bulk_creation_of_10000_keys(store: Store, store_url: str) -> None
     found = await store.find_virtual_key(key_hash)
     assert found is not None and found.id == vk_id and found.mcp_configs == {"a": ("*",)}
     assert await fetch(store_url, "SELECT count(*) FROM vk_tool_grant") == [(10_000,)]
+
+
+async def test_cancelled_callers_leave_no_broken_connections_behind(store: Store) -> None:
+    """A client hanging up mid-lookup cancels the lookup; the store must stay healthy and leak no tasks."""
+    record, key = await store.create_virtual_key("k", mcp_configs={"a": ["*"]})
+    key_hash = hash_virtual_key(key)
+    cancelled = 0
+    for n in range(100):
+        with anyio.move_on_after(0.0003 * (n % 8)) as scope:
+            await store.find_virtual_key(key_hash)
+        cancelled += scope.cancelled_caught
+    assert cancelled > 0
+    with anyio.fail_after(10):
+        assert await store.find_virtual_key(key_hash) == record
+    await store.close()
+    leftovers = [task for task in asyncio.all_tasks() if "terminate" in repr(task) or "Store." in repr(task)]
+    assert leftovers == []
 
 
 # --- upstreams ---------------------------------------------------------------------------------

@@ -85,7 +85,8 @@ def create_engine(url: str) -> AsyncEngine:
     parsed = make_url(url)
     options: dict[str, Any] = {}
     if parsed.get_backend_name() == "postgresql":
-        options["connect_args"] = {"timeout": 10}
+        # Bounded waits: connecting, and any one statement (asyncpg cancels it server-side on expiry).
+        options["connect_args"] = {"timeout": 10, "command_timeout": 60}
     engine = create_async_engine(parsed, **options)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
