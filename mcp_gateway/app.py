@@ -43,6 +43,12 @@ from mcp_gateway.keys import KeyCaches
 from mcp_gateway.policy import Policy
 from mcp_gateway.server import IDENTITY_SCOPE_KEY, build_server
 from mcp_gateway.store import AuditEventIn, Store, open_store
+from mcp_gateway.toolmodes.base import ToolAccess, ToolMode
+from mcp_gateway.toolmodes.codemode import META_TOOLS as CODE_META_TOOLS
+from mcp_gateway.toolmodes.codemode import CodeMode
+from mcp_gateway.toolmodes.presenter import Presenter
+from mcp_gateway.toolmodes.search import META_TOOLS as SEARCH_META_TOOLS
+from mcp_gateway.toolmodes.search import SearchMode
 from mcp_gateway.upstreams.manager import UpstreamManager
 
 logger = logging.getLogger(__name__)
@@ -60,6 +66,7 @@ class Gateway:
     manager: UpstreamManager
     clients: ClientConnections
     policy: Policy
+    presenter: Presenter
     caches: KeyCaches
     sessions: StreamableHTTPSessionManager
     app: Starlette
@@ -77,6 +84,7 @@ class Gateway:
             self._revision = await self.store.revision()
             self.caches.clear()
             self.policy.invalidate()
+            self.presenter.invalidate()
             await self.manager.apply(await self._upstreams_from_store())
             await self.manager.announce()
 
@@ -181,7 +189,22 @@ def create_gateway(
             return dataclasses.replace(identity, grants=await caches.user(identity.user_id, identity.claims))
         return identity
 
-    server = build_server(manager, clients, policy, audit, refresh_identity)
+    def mode_of(upstream: str) -> ToolMode:
+        connection = manager.connections.get(upstream)
+        configured = connection.config.tool_mode if connection is not None else None
+        return configured or config.server.tool_mode
+
+    presenter = Presenter(mode_of, {ToolMode.SEARCH: SEARCH_META_TOOLS, ToolMode.CODE: CODE_META_TOOLS})
+    code_mode = _LazyCodeMode(CodeMode(config.server.code_mode))
+    server = build_server(
+        manager,
+        clients,
+        policy,
+        audit,
+        refresh_identity,
+        presenter,
+        {ToolMode.SEARCH: SearchMode(), ToolMode.CODE: code_mode},
+    )
     sessions = StreamableHTTPSessionManager(app=server, security_settings=transport_security(config.server))
 
     async def healthz(request: Request) -> JSONResponse:
@@ -231,6 +254,7 @@ def create_gateway(
                     yield
                 finally:
                     manager.stop()
+                    await code_mode.close()
                     tg.cancel_scope.cancel()
         finally:
             await gateway.store.close()
@@ -258,6 +282,7 @@ def create_gateway(
         manager=manager,
         clients=clients,
         policy=policy,
+        presenter=presenter,
         caches=caches,
         sessions=sessions,
         app=app,
@@ -271,6 +296,29 @@ def create_gateway(
         0, Mount("/api", app=create_admin_api(gateway, token=admin_token, insecure=insecure_admin))
     )
     return gateway
+
+
+class _LazyCodeMode:
+    """Starts the sandbox worker pool on the first `run_code`, so gateways without code mode pay nothing."""
+
+    def __init__(self, code_mode: CodeMode) -> None:
+        self._code_mode = code_mode
+        self._lock = anyio.Lock()
+        self._started = False
+
+    async def call(self, name: str, arguments: Mapping[str, Any], access: ToolAccess) -> dict[str, Any]:
+        if not self._started:
+            async with self._lock:
+                if not self._started:
+                    await self._code_mode.start()
+                    self._started = True
+        return await self._code_mode.call(name, arguments, access)
+
+    async def close(self) -> None:
+        if self._started:
+            self._started = False
+            with anyio.CancelScope(shield=True):
+                await self._code_mode.close()
 
 
 def _fields(event: AuditEvent) -> dict[str, Any]:

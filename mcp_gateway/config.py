@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mcp_gateway.errors import ConfigError
 from mcp_gateway.identity import AuthSettings
+from mcp_gateway.toolmodes.base import ToolMode
 
 UPSTREAM_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_]+$")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -42,6 +43,9 @@ class _UpstreamBase(_Strict):
     connect_timeout: float = Field(default=DEFAULT_CONNECT_TIMEOUT, gt=0, description="Seconds to connect.")
     enabled: bool = True
     description: str | None = None
+    tool_mode: ToolMode | None = Field(
+        default=None, description="direct | compact | search | code; default: server.tool_mode."
+    )
     allow_on_all_virtual_keys: bool = Field(
         default=False,
         description="Every caller sees all of this upstream's tools unless their grants name it explicitly; "
@@ -103,8 +107,28 @@ def _check_http_url(value: str) -> str:
 UpstreamConfig = Annotated[StdioUpstream | HttpUpstream | SseUpstream, Field(discriminator="transport")]
 
 
+class CodeModeLimits(_Strict):
+    """Bounds on one `run_code` call; defaults stop an infinite loop in under 5 s."""
+
+    wall_seconds: float = Field(default=30.0, gt=0, description="Whole call, including time spent in tool calls.")
+    cpu_seconds: float = Field(default=3.0, gt=0, description="Time the sandbox itself may run between tool calls.")
+    max_memory_mb: int = Field(default=128, ge=8)
+    max_tool_calls: int = Field(default=50, ge=0)
+    max_output_chars: int = Field(default=20_000, ge=100)
+
+
+class DedupeGroup(_Strict):
+    """Replicas of one server: their identical tools are listed once, with failover between them."""
+
+    upstreams: list[str] = Field(min_length=2)
+    prefix: str | None = Field(default=None, description="Name prefix for the merged tools; default: the group name.")
+
+
 class ServerSettings(_Strict):
     """How the gateway itself serves clients."""
+
+    tool_mode: ToolMode = ToolMode.DIRECT
+    code_mode: CodeModeLimits = Field(default_factory=CodeModeLimits)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -161,6 +185,9 @@ class GatewayConfig(_Strict):
         default=None, description="SQLAlchemy URL; DATABASE_URL overrides; default SQLite in .mcpgw/."
     )
     upstreams: dict[str, UpstreamConfig] = Field(default_factory=dict)
+    dedupe: dict[str, DedupeGroup] = Field(
+        default_factory=dict, description="Groups of replica upstreams whose tools are merged (see README)."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -186,6 +213,19 @@ class GatewayConfig(_Strict):
                 upstreams[name] = entry
             data = {**data, "upstreams": upstreams}
         return data
+
+    @model_validator(mode="after")
+    def _dedupe_members(self) -> GatewayConfig:
+        """Each dedupe member must be a configured upstream and belong to one group only."""
+        owner: dict[str, str] = {}
+        for group, settings in self.dedupe.items():
+            if not UPSTREAM_NAME_PATTERN.match(settings.prefix if settings.prefix is not None else group):
+                raise ValueError(f"dedupe.{group}: the prefix may only contain letters, digits and underscores")
+            for member in settings.upstreams:
+                if member in owner:
+                    raise ValueError(f"dedupe: upstream {member!r} is in both group {owner[member]!r} and {group!r}")
+                owner[member] = group
+        return self
 
     @field_validator("upstreams")
     @classmethod

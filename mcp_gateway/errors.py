@@ -36,7 +36,15 @@ class UpstreamError(GatewayError):
 
 
 class UpstreamUnavailable(UpstreamError):
-    """Raised when a call targets an upstream that is not connected right now."""
+    """Raised when a call targets an upstream that is not connected right now.
+
+    `sent` tells whether the request may already have reached the upstream (the connection
+    broke mid-call): then the tool may have run, and the call must not be retried elsewhere.
+    """
+
+    def __init__(self, upstream: str, message: str, *, sent: bool = False) -> None:
+        super().__init__(upstream, message)
+        self.sent = sent
 
 
 class UpstreamTimeout(UpstreamError):

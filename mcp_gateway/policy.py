@@ -78,14 +78,29 @@ class Policy:
             return True
         return _compile(identity.include_tools)(exposed)
 
+    def _allowed_on(self, identity: Identity, upstream: str, original: str, globals_: frozenset[str]) -> bool:
+        patterns = self._patterns(identity, upstream, globals_)
+        return patterns is not None and _compile(patterns)(original)
+
     def allows(self, identity: Identity, route: Route, exposed: str) -> bool:
-        patterns = self._patterns(identity, route.upstream, self._global_upstreams())
-        return patterns is not None and _compile(patterns)(route.original) and self._narrowed(identity, exposed)
+        return self._restrict(identity, route, exposed) is not None
+
+    def _restrict(self, identity: Identity, route: Route, exposed: str) -> Route | None:
+        """The route narrowed to the replicas the caller may use (a dedupe group's members can differ)."""
+        if not self._narrowed(identity, exposed):
+            return None
+        globals_ = self._global_upstreams()
+        allowed = [u for u in route.candidates if self._allowed_on(identity, u, route.original, globals_)]
+        if not allowed:
+            return None
+        if len(allowed) == len(route.candidates):
+            return route
+        return Route(allowed[0], route.original, tuple(allowed[1:]))
 
     def route_for(self, identity: Identity, catalog: Catalog, exposed: str) -> Route | None:
         """The route of a tool the caller may call; None if it does not exist *or* is hidden."""
         route = catalog.tool_routes.get(exposed)
-        return route if route is not None and self.allows(identity, route, exposed) else None
+        return self._restrict(identity, route, exposed) if route is not None else None
 
     def prompt_route_for(self, identity: Identity, catalog: Catalog, exposed: str) -> Route | None:
         route = catalog.prompt_routes.get(exposed)
@@ -128,8 +143,9 @@ class Policy:
             out: list[Route | None] = []
             for item in items:
                 route = routes[item.name]
-                match = matcher(route.upstream)
-                allowed = match is not None and match(route.original) and self._narrowed(identity, item.name)
+                allowed = self._narrowed(identity, item.name) and any(
+                    (match := matcher(upstream)) is not None and match(route.original) for upstream in route.candidates
+                )
                 out.append(route if allowed else None)
             return out
 

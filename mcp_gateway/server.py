@@ -11,8 +11,8 @@ import base64
 import binascii
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import mcp_types as types
@@ -26,10 +26,12 @@ from mcp_gateway.audit import AuditEvent, AuditLog
 from mcp_gateway.catalog import explicit_uri
 from mcp_gateway.clients import ClientConnections, connection_of
 from mcp_gateway.config import prefix_of
-from mcp_gateway.errors import UpstreamError
+from mcp_gateway.errors import UpstreamError, UpstreamUnavailable
 from mcp_gateway.identity import Identity
 from mcp_gateway.policy import Policy, View
 from mcp_gateway.relay import CURRENT_CALLER, Caller
+from mcp_gateway.toolmodes.base import ModalTool, ToolAccess, ToolMode, UnknownTool
+from mcp_gateway.toolmodes.presenter import Presentation, Presenter
 from mcp_gateway.upstreams.connection import ListKind, UpstreamConnection, UpstreamState
 from mcp_gateway.upstreams.manager import UpstreamManager
 
@@ -75,14 +77,24 @@ def identity_of(ctx: Ctx) -> Identity:
     return identity
 
 
+class ModeHandler(Protocol):
+    """A tool mode's meta tools (search, code): answers a call as the caller, via `access`."""
+
+    async def call(self, name: str, arguments: Mapping[str, Any], access: ToolAccess) -> dict[str, Any]: ...
+
+
 def build_server(
     manager: UpstreamManager,
     clients: ClientConnections,
     policy: Policy,
     audit: AuditLog,
     refresh_identity: Callable[[Identity], Awaitable[Identity]] | None = None,
+    presenter: Presenter | None = None,
+    mode_handlers: Mapping[ToolMode, ModeHandler] | None = None,
 ) -> GatewayServer:
     page_size = manager.config.server.page_size
+    present = presenter or Presenter(lambda upstream: ToolMode.DIRECT, {})
+    handlers = mode_handlers or {}
 
     def view(ctx: Ctx) -> View:
         identity = identity_of(ctx)
@@ -91,37 +103,69 @@ def build_server(
         return seen
 
     async def list_tools(ctx: Ctx, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        items, cursor = _page(view(ctx).tools, params, page_size)
+        items, cursor = _page(present.present(view(ctx), manager.catalog).tools, params, page_size)
         return types.ListToolsResult(tools=items, next_cursor=cursor)
+
+    async def invoke(ctx: Ctx, identity: Identity, name: str, arguments: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Call one tool as the caller: policy, failover between replicas, audit. The hot path."""
+        started = time.perf_counter()
+        route = policy.route_for(identity, manager.catalog, name)
+        if route is None:
+            unavailable = _unavailable_owner(manager, policy, identity, name)
+            audit.record(_event(identity, None, name, started, "denied" if unavailable is None else "error"))
+            if unavailable is not None:
+                return _tool_error(unavailable)
+            raise UnknownTool(name)
+        request = types.CallToolRequest(
+            params=types.CallToolRequestParams(
+                name=route.original,
+                arguments=dict(arguments) if arguments is not None else None,
+                _meta=_forwardable_meta(ctx.meta),
+            )
+        )
+        candidates = route.candidates
+        for attempt, upstream_name in enumerate(candidates, start=1):
+            upstream = manager.connections.get(upstream_name)
+            try:
+                if upstream is None:
+                    raise UpstreamUnavailable(upstream_name, f"upstream {upstream_name!r} is not configured")
+                result = await _relayed(ctx, upstream, request)
+            except UpstreamUnavailable as exc:
+                if attempt < len(candidates) and not exc.sent:
+                    # A replica is down and never saw the request: the next one in the dedupe group
+                    # takes it. Once sent, the tool may have run; retrying could do it twice.
+                    continue
+                audit.record(_event(identity, upstream_name, route.original, started, "error", exc.message))
+                return _tool_error(exc.message)
+            except UpstreamError as exc:
+                audit.record(_event(identity, upstream_name, route.original, started, "error", exc.message))
+                return _tool_error(exc.message)
+            except MCPError as exc:
+                audit.record(_event(identity, upstream_name, route.original, started, "error", exc.error.message))
+                raise
+            outcome = "tool_error" if result.get("isError") else "ok"
+            audit.record(_event(identity, upstream_name, route.original, started, outcome))
+            return result
+        raise AssertionError("unreachable: a route always has at least one candidate")
 
     async def call_tool(ctx: Ctx, params: types.CallToolRequestParams) -> dict[str, Any]:
         identity = identity_of(ctx)
-        started = time.perf_counter()
-        route = policy.route_for(identity, manager.catalog, params.name)
-        if route is None:
-            unavailable = _unavailable_owner(manager, policy, identity, params.name)
-            audit.record(_event(identity, None, params.name, started, "denied" if unavailable is None else "error"))
-            if unavailable is not None:
-                return _tool_error(unavailable)
-            # Hidden and missing tools get the same answer: nothing leaks about what exists.
-            raise MCPError(INVALID_PARAMS, f"Unknown tool: {params.name}")
-        upstream = manager.connections[route.upstream]
-        request = types.CallToolRequest(
-            params=types.CallToolRequestParams(
-                name=route.original, arguments=params.arguments, _meta=_forwardable_meta(params.meta)
-            )
-        )
+        if handlers:
+            presentation = present.present(policy.view(identity, manager.catalog), manager.catalog)
+            mode = presentation.meta.get(params.name)
+            if mode is not None and mode in handlers:
+                access = _CallerAccess(presentation, lambda name, args: invoke(ctx, identity, name, args))
+                started = time.perf_counter()
+                result = await handlers[mode].call(params.name, params.arguments or {}, access)
+                outcome = "tool_error" if result.get("isError") else "ok"
+                audit.record(_event(identity, None, params.name, started, outcome))
+                result.setdefault("resultType", "complete")
+                return result
         try:
-            result = await _relayed(ctx, upstream, request)
-        except UpstreamError as exc:
-            audit.record(_event(identity, route.upstream, route.original, started, "error", exc.message))
-            return _tool_error(exc.message)
-        except MCPError as exc:
-            audit.record(_event(identity, route.upstream, route.original, started, "error", exc.error.message))
-            raise
-        outcome = "tool_error" if result.get("isError") else "ok"
-        audit.record(_event(identity, route.upstream, route.original, started, outcome))
-        return result
+            return await invoke(ctx, identity, params.name, params.arguments)
+        except UnknownTool:
+            # Hidden and missing tools get the same answer: nothing leaks about what exists.
+            raise MCPError(INVALID_PARAMS, f"Unknown tool: {params.name}") from None
 
     async def list_prompts(ctx: Ctx, params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
         items, cursor = _page(view(ctx).prompts, params, page_size)
@@ -295,6 +339,24 @@ async def _relayed_or_error(ctx: Ctx, upstream: UpstreamConnection, request: typ
         raise MCPError(types.INTERNAL_ERROR, exc.message) from None
 
 
+class _CallerAccess:
+    """`ToolAccess` for one caller and request: meta tools see and call only what the caller may."""
+
+    def __init__(
+        self,
+        presentation: Presentation,
+        invoke: Callable[[str, Mapping[str, Any] | None], Awaitable[dict[str, Any]]],
+    ) -> None:
+        self._presentation = presentation
+        self._invoke = invoke
+
+    def tools(self, *modes: ToolMode) -> list[ModalTool]:
+        return [t for t in self._presentation.modal if not modes or t.mode in modes]
+
+    async def call(self, name: str, arguments: Mapping[str, Any] | None) -> dict[str, Any]:
+        return await self._invoke(name, arguments)
+
+
 def _unavailable_owner(manager: UpstreamManager, policy: Policy, identity: Identity, name: str) -> str | None:
     """Why a tool of a configured but currently unavailable upstream cannot be called, if it is one.
 
@@ -341,8 +403,9 @@ def _fingerprints(view: View, manager: UpstreamManager) -> dict[ListKind, object
     tools = tuple(t.name for t in view.tools)
     prompts = tuple(p.name for p in view.prompts)
     resources = tuple(str(r.uri) for r in view.resources) + tuple(t.uri_template for t in view.resource_templates)
+    tool_upstreams = {u for n in tools for u in catalog.tool_routes[n].candidates}
     return {
-        ListKind.TOOLS: (tools, versions({catalog.tool_routes[n].upstream for n in tools}, ListKind.TOOLS)),
+        ListKind.TOOLS: (tools, versions(tool_upstreams, ListKind.TOOLS)),
         ListKind.PROMPTS: (prompts, versions({catalog.prompt_routes[n].upstream for n in prompts}, ListKind.PROMPTS)),
         ListKind.RESOURCES: (resources, versions(set(manager.connections), ListKind.RESOURCES)),
     }

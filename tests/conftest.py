@@ -118,6 +118,7 @@ async def running_gateway(
     database_url: str | None = None,
     admin_token: str | None = ADMIN_TOKEN,
     cors_origins: list[str] | None = None,
+    dedupe: Mapping[str, Any] | None = None,
     **server: Any,
 ) -> AsyncIterator[RunningGateway]:
     """Serve a gateway over real HTTP on a free port for the duration of the block.
@@ -135,6 +136,7 @@ async def running_gateway(
             "auth": dict(auth),
             "cors": {"allowed_origins": cors_origins or []},
             "upstreams": dict(upstreams),
+            "dedupe": dict(dedupe or {}),
         }
     )
     with tempfile.TemporaryDirectory(prefix="mcpgw-test-") as folder:

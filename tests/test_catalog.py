@@ -7,6 +7,7 @@ import re
 import mcp_types as types
 
 from mcp_gateway.catalog import MAX_NAME_LENGTH, Catalog, Collision, Contribution, Route, exposed_name
+from mcp_gateway.config import DedupeGroup
 
 HASH_SUFFIX = re.compile(r"_[0-9a-f]{8}$")
 
@@ -171,3 +172,140 @@ def test_unknown_uri_has_no_route() -> None:
 
     assert catalog.resource_route("notes://note/2") is None
     assert catalog.resource_route("mcpgw://notes") is None  # explicit form without an original URI
+
+
+# --- dedupe groups -----------------------------------------------------------------------------
+
+REPLICAS = {"kb": DedupeGroup(upstreams=["kb_a", "kb_b", "kb_c"])}
+
+
+def schema_tool(name: str, schema: dict[str, object]) -> types.Tool:
+    return types.Tool(name=name, description=f"the {name} tool", input_schema=schema)
+
+
+SEARCH_V1 = {"type": "object", "properties": {"q": {"type": "string"}}}
+SEARCH_V2 = {"type": "object", "properties": {"q": {"type": "string"}, "limit": {"type": "integer"}}}
+
+
+def test_route_without_alternates_is_constructible_as_before() -> None:
+    route = Route("lab", "echo")
+
+    assert route.alternates == ()
+    assert route.candidates == ("lab",)
+
+
+def test_identical_tools_of_replicas_become_one_entry_with_failover_order() -> None:
+    catalog = Catalog.build(
+        [
+            Contribution("kb_a", "kb_a", tools=[tool("search"), tool("fetch")]),
+            Contribution("kb_b", "kb_b", tools=[tool("search"), tool("fetch")]),
+            Contribution("kb_c", "kb_c", tools=[tool("search")]),
+        ],
+        separator="-",
+        dedupe_groups=REPLICAS,
+    )
+
+    assert [t.name for t in catalog.tools] == ["kb-search", "kb-fetch"]
+    assert catalog.tool_routes["kb-search"] == Route("kb_a", "search", ("kb_b", "kb_c"))
+    assert catalog.tool_routes["kb-fetch"].candidates == ("kb_a", "kb_b")
+    assert catalog.collisions == ()
+
+
+def test_candidates_follow_the_group_order_not_the_contribution_order() -> None:
+    catalog = Catalog.build(
+        [Contribution("kb_c", "kb_c", tools=[tool("search")]), Contribution("kb_a", "kb_a", tools=[tool("search")])],
+        separator="-",
+        dedupe_groups=REPLICAS,
+    )
+
+    assert catalog.tool_routes["kb-search"].candidates == ("kb_a", "kb_c")
+
+
+def test_merged_names_are_stable_when_members_connect_and_disconnect() -> None:
+    a = Contribution("kb_a", "kb_a", tools=[tool("search"), tool("fetch")])
+    b = Contribution("kb_b", "kb_b", tools=[tool("search"), tool("fetch")])
+
+    both = Catalog.build([a, b], "-", REPLICAS)
+    only_b = Catalog.build([b], "-", REPLICAS)
+    only_a = Catalog.build([a], "-", REPLICAS)
+
+    assert [t.name for t in both.tools] == [t.name for t in only_a.tools] == [t.name for t in only_b.tools]
+    assert only_b.tool_routes["kb-search"] == Route("kb_b", "search")
+    assert only_a.tool_routes["kb-search"] == Route("kb_a", "search")
+
+
+def test_a_tool_whose_schema_differs_is_exposed_under_the_member_prefix() -> None:
+    catalog = Catalog.build(
+        [
+            Contribution("kb_a", "kb_a", tools=[schema_tool("search", SEARCH_V1)]),
+            Contribution("kb_b", "kb_b", tools=[schema_tool("search", SEARCH_V2)]),
+            Contribution("kb_c", "kb_c", tools=[schema_tool("search", SEARCH_V1)]),
+        ],
+        separator="-",
+        dedupe_groups=REPLICAS,
+    )
+
+    assert [t.name for t in catalog.tools] == ["kb-search", "kb_b-search"]
+    assert catalog.tool_routes["kb-search"] == Route("kb_a", "search", ("kb_c",))
+    assert catalog.tool_routes["kb_b-search"] == Route("kb_b", "search")
+    assert catalog.tools[1].input_schema == SEARCH_V2
+
+
+def test_group_prefix_overrides_the_group_name_and_members_keep_their_place() -> None:
+    catalog = Catalog.build(
+        [
+            Contribution("notes", "notes", tools=[tool("read")]),
+            Contribution("kb_a", "kb_a", tools=[tool("search")]),
+            Contribution("lab", "lab", tools=[tool("echo")]),
+            Contribution("kb_b", "kb_b", tools=[tool("search")]),
+        ],
+        separator="__",
+        dedupe_groups={"kb": DedupeGroup(upstreams=["kb_a", "kb_b"], prefix="docs")},
+    )
+
+    assert [t.name for t in catalog.tools] == ["notes__read", "docs__search", "lab__echo"]
+    assert catalog.tool_routes["docs__search"].candidates == ("kb_a", "kb_b")
+
+
+def test_upstreams_outside_groups_still_collide_with_merged_names() -> None:
+    catalog = Catalog.build(
+        [
+            Contribution("kb_a", "kb_a", tools=[tool("search")]),
+            Contribution("kb_b", "kb_b", tools=[tool("search")]),
+            Contribution("other", "kb", tools=[tool("search")]),
+        ],
+        separator="-",
+        dedupe_groups={"kb": DedupeGroup(upstreams=["kb_a", "kb_b"])},
+    )
+
+    assert catalog.tool_routes["kb-search"].candidates == ("kb_a", "kb_b")
+    assert catalog.collisions == (Collision("tool", "kb-search", "kb_a", "other"),)
+
+
+def test_replica_prompts_and_resources_are_listed_once() -> None:
+    resource = types.Resource(uri="kb://doc/1", name="doc")
+    template = types.ResourceTemplate(uri_template="kb://doc/{id}", name="doc")
+    members = [
+        Contribution(
+            name, name, prompts=[types.Prompt(name="summarise")], resources=[resource], resource_templates=[template]
+        )
+        for name in ("kb_a", "kb_b")
+    ]
+
+    catalog = Catalog.build(members, "-", {"kb": DedupeGroup(upstreams=["kb_a", "kb_b"])})
+
+    assert [p.name for p in catalog.prompts] == ["kb-summarise"]
+    assert catalog.prompt_routes["kb-summarise"].candidates == ("kb_a", "kb_b")
+    assert [str(r.uri) for r in catalog.resources] == ["kb://doc/1"]
+    assert catalog.resource_route("kb://doc/1") == ("kb_a", "kb://doc/1")
+    assert catalog.resource_route("mcpgw://kb_b/kb://doc/1") == ("kb_b", "kb://doc/1")
+    assert [t.uri_template for t in catalog.resource_templates] == ["kb://doc/{id}"]
+
+
+def test_without_groups_same_named_upstreams_are_not_merged() -> None:
+    catalog = Catalog.build(
+        [Contribution("kb_a", "kb_a", tools=[tool("search")]), Contribution("kb_b", "kb_b", tools=[tool("search")])],
+        separator="-",
+    )
+
+    assert [t.name for t in catalog.tools] == ["kb_a-search", "kb_b-search"]

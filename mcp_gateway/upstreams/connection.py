@@ -262,12 +262,14 @@ class UpstreamConnection:
                     self._wake.set()
                     why = "mcpgw is shutting down" if self._stopping else "the connection closed"
                     raise UpstreamUnavailable(
-                        self.name, f"upstream {self.name!r} did not answer {request.method}: {why}"
+                        self.name, f"upstream {self.name!r} did not answer {request.method}: {why}", sent=True
                     ) from None
                 raise
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream):
                 self._wake.set()
-                raise UpstreamUnavailable(self.name, f"upstream {self.name!r} connection is closed") from None
+                raise UpstreamUnavailable(
+                    self.name, f"upstream {self.name!r} connection is closed", sent=True
+                ) from None
 
     async def notify(self, notification: types.ClientNotification) -> None:
         session = self._session

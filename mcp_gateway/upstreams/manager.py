@@ -139,6 +139,7 @@ class UpstreamManager:
                     if c.state is UpstreamState.CONNECTED
                 ),
                 self.separator,
+                self.config.dedupe,
             )
             self.catalog = after
         for collision in set(after.collisions) - set(before.collisions):
@@ -160,7 +161,7 @@ class UpstreamManager:
 
 
 def _connection_settings(config: UpstreamConfig) -> dict[str, object]:
-    return config.model_dump(exclude={"allow_on_all_virtual_keys", "description"})
+    return config.model_dump(exclude={"allow_on_all_virtual_keys", "description", "tool_mode"})
 
 
 def _globals(connections: Mapping[str, UpstreamConnection]) -> frozenset[str]:
