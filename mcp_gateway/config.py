@@ -70,30 +70,28 @@ class StdioUpstream(_UpstreamBase):
     cwd: str | None = None
 
 
-class HttpUpstream(_UpstreamBase):
+class _RemoteUpstream(_UpstreamBase):
+    """A server reached over HTTP: a URL and static headers (which may hold `${VAR}` references)."""
+
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _check_http_url(value)
+
+
+class HttpUpstream(_RemoteUpstream):
     """A server reached over MCP streamable HTTP."""
 
     transport: Literal["http"] = "http"
-    url: str
-    headers: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        return _check_http_url(value)
 
 
-class SseUpstream(_UpstreamBase):
+class SseUpstream(_RemoteUpstream):
     """A server reached over the legacy HTTP+SSE transport (protocol 2024-11-05)."""
 
     transport: Literal["sse"] = "sse"
-    url: str
-    headers: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        return _check_http_url(value)
 
 
 def _check_http_url(value: str) -> str:

@@ -7,7 +7,6 @@ FORCE afterwards). They fail, never skip, when the server is not reachable: CI r
 from __future__ import annotations
 
 import asyncio
-import secrets
 import stat
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -15,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -41,36 +39,7 @@ from mcp_gateway.store.engine import alembic_config, create_engine
 
 pytestmark = pytest.mark.anyio
 
-PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 TABLES = ("upstream", "user", "virtual_key", "vk_tool_grant", "audit_event", "store_revision")
-
-
-async def _pg_admin(sql: str) -> None:
-    try:
-        connection = await asyncpg.connect(f"{PG_SERVER}/test", timeout=10)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        pytest.fail(
-            f"PostgreSQL is not reachable at {PG_SERVER}/test ({exc!r}). The store's PostgreSQL tests need it "
-            "and never skip: start the server (CI's machine runs one) and allow trust auth for user postgres.",
-            pytrace=False,
-        )
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
-        return
-    name = f"mcpgw_{secrets.token_hex(6)}"
-    await _pg_admin(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
