@@ -53,6 +53,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from _load import MARK_END, MARK_START, RESULT_PREFIX, run_load
+from _load import emit as _emit
+from _load import free_port as free_port
+from _load import percentile as percentile
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 LAB_SERVER = REPO_ROOT / "tests" / "upstreams" / "lab_server.py"
@@ -63,121 +68,25 @@ DIRECT_TOOL = "echo"
 GATEWAY_TOOL = f"{UPSTREAM_NAME}-echo"  # the gateway's default prefix is the upstream name, "-" separated
 MODES: tuple[str, ...] = ("direct", "gateway")
 
-MARK_START = "@@measure-start"  # worker → orchestrator: the measured phase begins now
-MARK_END = "@@measure-end"  # worker → orchestrator: the measured phase is over
-RESULT_PREFIX = "@@result "  # worker → orchestrator: one JSON object follows on the same line
-
 STARTUP_TIMEOUT = 30.0  # seconds for upstream/gateway to become ready
 WORKER_TIMEOUT = 600.0  # hard cap per measurement process, whatever N is
-CALL_TIMEOUT = 30.0  # per tools/call in the client, so a wedged gateway fails the run instead of hanging it
-
-# --------------------------------------------------------------------------------------------------------------
-# Small helpers shared by both sides
-# --------------------------------------------------------------------------------------------------------------
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile: always an observed value, which is what a p99 of 2000 samples should be."""
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(q * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
-
-
-def free_port() -> int:
-    """A port the OS just handed out; good enough on loopback where nothing else races for it."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 # --------------------------------------------------------------------------------------------------------------
 # Worker: the load client, run in its own process
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _emit(line: str) -> None:
-    """Write a protocol line to stdout immediately: the orchestrator times CPU samples on these markers."""
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
 async def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
-    """Open C sessions, warm up, then make N calls spread dynamically over the sessions and time each one.
-
-    Work is handed out from a shared counter rather than pre-split N/C per session, so a session that happens to
-    be slower does not leave the others idle at the end and stretch the wall time.
-    """
-    import anyio
-    from mcp import ClientSession
-    from mcp.client.streamable_http import streamable_http_client
-    from mcp.shared._httpx_utils import create_mcp_http_client
-
-    concurrency: int = args.concurrency
-    text = "x" * args.payload
-
-    async with contextlib.AsyncExitStack() as stack:
-        sessions: list[ClientSession] = []
-        for _ in range(concurrency):
-            http_client = await stack.enter_async_context(create_mcp_http_client())
-            read, write = await stack.enter_async_context(streamable_http_client(args.url, http_client=http_client))
-            session = await stack.enter_async_context(ClientSession(read, write, read_timeout_seconds=CALL_TIMEOUT))
-            await session.initialize()
-            sessions.append(session)
-
-        async def one_call(session: ClientSession) -> None:
-            if args.op == "list":
-                listed = await session.list_tools()
-                if not listed.tools:
-                    raise RuntimeError("tools/list returned no tools")
-                return
-            result = await session.call_tool(args.tool, {"text": text})
-            if result.is_error or getattr(result.content[0], "text", None) != text:
-                raise RuntimeError(f"unexpected tools/call result: {result!r}"[:500])
-
-        async def drain(session: ClientSession, budget: list[int], latencies: list[float] | None) -> None:
-            while budget[0] > 0:
-                budget[0] -= 1
-                started = time.perf_counter()
-                await one_call(session)
-                if latencies is not None:
-                    latencies.append(time.perf_counter() - started)
-
-        async def phase(total: int, latencies: list[float] | None) -> float:
-            budget = [total]
-            started = time.perf_counter()
-            async with anyio.create_task_group() as tg:
-                for session in sessions:
-                    tg.start_soon(drain, session, budget, latencies)
-            return time.perf_counter() - started
-
-        # Warm-up: one call on every session first (so all C are live), then the rest from the shared budget.
-        async with anyio.create_task_group() as tg:
-            for session in sessions:
-                tg.start_soon(one_call, session)
-        await phase(max(0, args.warmup - concurrency), None)
-
-        latencies: list[float] = []
-        cpu_before = time.process_time()
-        _emit(MARK_START)
-        wall = await phase(args.calls, latencies)
-        _emit(MARK_END)
-        client_cpu = time.process_time() - cpu_before
-
-    latencies.sort()
-    return {
-        "op": args.op,
-        "concurrency": concurrency,
-        "calls": len(latencies),
-        "wall_s": wall,
-        "calls_per_s": len(latencies) / wall,
-        "p50_ms": percentile(latencies, 0.50) * 1000,
-        "p90_ms": percentile(latencies, 0.90) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
-        "max_ms": latencies[-1] * 1000,
-        "mean_ms": statistics.fmean(latencies) * 1000,
-        "client_cpu_ms_per_call": client_cpu * 1000 / len(latencies),
-    }
+    """One measurement with the load client shared by all benchmarks (``_load.run_load``)."""
+    return await run_load(
+        args.url,
+        tool=args.tool,
+        op=args.op,
+        concurrency=args.concurrency,
+        calls=args.calls,
+        warmup=args.warmup,
+        payload=args.payload,
+    )
 
 
 def worker_main(args: argparse.Namespace) -> int:
@@ -320,8 +229,12 @@ def start_stack(children: Children, workdir: Path) -> tuple[Child, Child, str, s
     direct_url = f"http://127.0.0.1:{upstream_port}/mcp"
 
     config = workdir / "gateway.yaml"
+    # No virtual keys here: inference calls without a key, and a throwaway store instead of .mcpgw/ in the repo.
     config.write_text(
-        f"server:\n  host: 127.0.0.1\nupstreams:\n  {UPSTREAM_NAME}:\n    transport: http\n    url: {direct_url}\n"
+        f"server:\n  host: 127.0.0.1\nauth:\n  enforce_auth_on_inference: false\n"
+        f"database_url: sqlite:///{workdir / 'gateway.db'}\n"
+        f"upstreams:\n  {UPSTREAM_NAME}:\n    transport: http\n    url: {direct_url}\n"
+        "    allow_on_all_virtual_keys: true\n"
     )
     mcpgw = Path(sys.executable).parent / "mcpgw"
     mcpgw_cmd = str(mcpgw) if mcpgw.exists() else shutil.which("mcpgw")

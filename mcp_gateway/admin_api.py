@@ -72,7 +72,7 @@ McpConfigsField = Annotated[
         examples=[{"github": ["search_issues", "get_*"], "docs": ["*"]}],
     ),
 ]
-StateName = Literal["connecting", "connected", "disconnected", "disabled", "invalid", "pending"]
+StateName = Literal["connecting", "connected", "disconnected", "needs_reauth", "disabled", "invalid", "pending"]
 
 
 class _Body(BaseModel):
@@ -107,18 +107,27 @@ class UpstreamUpdate(_Body):
         return self
 
 
+class StateChangeOut(BaseModel):
+    at: datetime = Field(description="When, in UTC.")
+    state: StateName
+    reason: str
+
+
 class UpstreamOut(BaseModel):
     id: str
     name: str
     transport: str
     state: StateName = Field(
         description="`invalid`: the stored config cannot be started here (see `error`); "
-        "`pending`: stored but not applied yet."
+        "`pending`: stored but not applied yet; `needs_reauth`: its credentials need a person to sign in again."
     )
     tools: int
     prompts: int
     resources: int
     error: str | None
+    history: list[StateChangeOut] = Field(
+        default_factory=list, description="The latest state changes, oldest first (about 50 are kept)."
+    )
     allow_on_all_virtual_keys: bool
     source: UpstreamSource = Field(description="`config`: mirrored from gateway.yaml; `api`: created here or by CLI.")
     config: dict[str, Any] = Field(description=f'The stored config; `headers`/`env` values are "{REDACTED}".')
@@ -245,6 +254,7 @@ def create_admin_api(gateway: Gateway, *, token: str | None, insecure: bool = Fa
         state: StateName = "pending"
         counts = {"tools": 0, "prompts": 0, "resources": 0}
         error: str | None = None
+        history: list[StateChangeOut] = []
         connection = gateway.manager.connections.get(record.name)
         if record.name in gateway.skipped_upstreams:
             state, error = "invalid", gateway.skipped_upstreams[record.name]
@@ -252,12 +262,14 @@ def create_admin_api(gateway: Gateway, *, token: str | None, insecure: bool = Fa
             summary = connection.summary()
             state, error = summary["state"], summary["error"]
             counts = {kind: int(summary[kind]) for kind in counts}
+            history = [StateChangeOut.model_validate(change) for change in summary["history"]]
         return UpstreamOut(
             id=record.id,
             name=record.name,
             transport=str(record.config.get("transport", "")),
             state=state,
             error=error,
+            history=history,
             allow_on_all_virtual_keys=record.allow_on_all_virtual_keys,
             source=record.source,
             config=redact(record.config),

@@ -38,9 +38,12 @@ from mcp_gateway.audit import AuditEvent, AuditLog
 from mcp_gateway.clients import ClientConnections
 from mcp_gateway.config import GatewayConfig, ServerSettings, UpstreamConfig, expand_environment
 from mcp_gateway.errors import ConfigError
+from mcp_gateway.guards import EnvelopeGuard, HostOriginGuard
 from mcp_gateway.identity import AuthError, Identity, IdentityMode, IdentityResolver, JwtVerifier, KeyGrant
 from mcp_gateway.keys import KeyCaches
+from mcp_gateway.observability import Metrics, RequestContextMiddleware
 from mcp_gateway.policy import Policy
+from mcp_gateway.ratelimit import call_limits, limit_requests
 from mcp_gateway.server import IDENTITY_SCOPE_KEY, build_server
 from mcp_gateway.store import AuditEventIn, Store, open_store
 from mcp_gateway.toolmodes.base import ToolAccess, ToolMode
@@ -174,7 +177,17 @@ def create_gateway(
         if store is not None:
             await store.record_audit([AuditEventIn(**_fields(e)) for e in events])
 
-    audit = AuditLog(write_audit)
+    metrics = (
+        Metrics(
+            manager,
+            clients,
+            gateway_tools=[tool.name for tool in (*SEARCH_META_TOOLS, *CODE_META_TOOLS)],
+            invalid_upstreams=lambda: gateway_ref[0].skipped_upstreams,
+        )
+        if config.metrics.enabled
+        else None
+    )
+    audit = AuditLog(write_audit, observers=[metrics.observe] if metrics is not None else ())
 
     async def refresh_identity(identity: Identity) -> Identity:
         """The same caller with the grants the store holds now (a disabled or deleted key: none)."""
@@ -205,7 +218,13 @@ def create_gateway(
         presenter,
         {ToolMode.SEARCH: SearchMode(), ToolMode.CODE: code_mode},
     )
-    sessions = StreamableHTTPSessionManager(app=server, security_settings=transport_security(config.server))
+    server.middleware.extend(call_limits(config.limits))
+    security = transport_security(config.server)
+    sessions = StreamableHTTPSessionManager(
+        app=server,
+        security_settings=security,
+        max_request_body_size=config.server.max_body_bytes,
+    )
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -259,21 +278,27 @@ def create_gateway(
         finally:
             await gateway.store.close()
 
-    mcp_endpoint = IdentityMiddleware(StreamableHTTPASGIApp(sessions), resolver)
+    # Host/Origin (421/403), the caller (401), the caller's request rate (429, before the body is
+    # read), the body (413, JSON-RPC parse/envelope errors); then the SDK transport.
+    guarded = EnvelopeGuard(StreamableHTTPASGIApp(sessions), config.server.max_body_bytes)
+    mcp_endpoint = HostOriginGuard(IdentityMiddleware(limit_requests(guarded, config.limits), resolver), security)
     app = Starlette(
         routes=[
             Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"]),
             Route("/healthz", endpoint=healthz, methods=["GET"]),
             Route("/readyz", endpoint=readyz, methods=["GET"]),
+            *([Route("/metrics", endpoint=metrics.endpoint, methods=["GET"])] if metrics is not None else []),
         ],
         middleware=[
+            # Outermost: every log line of a request carries its id, and every response is counted.
+            Middleware(RequestContextMiddleware, metrics=metrics),
             Middleware(
                 CORSMiddleware,
                 allow_origins=config.cors.allowed_origins,
                 allow_methods=["GET", "POST", "DELETE", "PUT", "OPTIONS"],
                 allow_headers=config.cors.allowed_headers,
-                expose_headers=["Mcp-Session-Id"],
-            )
+                expose_headers=["Mcp-Session-Id", "X-Request-Id"],
+            ),
         ],
         lifespan=lifespan,
     )

@@ -2,7 +2,8 @@
 
 Recording must never slow down or fail a call, so events go into an in-memory buffer and a
 background task writes them in batches. The sink is injectable (the store in production, a
-list in unit tests). Events carry ids, never secrets.
+list in unit tests). Events carry ids, never secrets. Observers (the Prometheus metrics) see
+each event as it is recorded, so the audit record is the one place that knows a call ended.
 """
 
 from __future__ import annotations
@@ -35,32 +36,44 @@ class AuditEvent:
 
 
 AuditSink = Callable[[Sequence[AuditEvent]], Awaitable[None]]
+AuditObserver = Callable[[AuditEvent], None]
+"""Called synchronously on the call's path: must be cheap and must not raise."""
 
 
 class AuditLog:
-    def __init__(self, sink: AuditSink, *, flush_every: float = _FLUSH_EVERY) -> None:
+    def __init__(
+        self, sink: AuditSink, *, flush_every: float = _FLUSH_EVERY, observers: Sequence[AuditObserver] = ()
+    ) -> None:
         self._sink = sink
+        self._observers = tuple(observers)
         self._flush_every = flush_every
         self._buffer: list[AuditEvent] = []
         self._dropped = 0
+        # One write at a time: a flush that finds the buffer just taken by another must wait for
+        # that write, or a reader flushing first (the admin API) would miss the events.
+        self._flushing = anyio.Lock()
 
     def record(self, event: AuditEvent) -> None:
+        for observe in self._observers:
+            observe(event)
         if len(self._buffer) >= _MAX_BUFFER:
             self._dropped += 1  # the store is far behind; keep serving, say so when it catches up
             return
         self._buffer.append(event)
 
     async def flush(self) -> None:
-        if not self._buffer:
-            return
-        batch, self._buffer = self._buffer, []
-        try:
-            await self._sink(batch)
-        except Exception:  # a failing store must not take the gateway down; log and keep going
-            logger.exception("could not write %d audit events", len(batch))
-        if self._dropped:
-            logger.warning("audit buffer was full: %d events were dropped", self._dropped)
-            self._dropped = 0
+        """Write what is buffered; returns once every event recorded before the call is written."""
+        async with self._flushing:
+            if not self._buffer:
+                return
+            batch, self._buffer = self._buffer, []
+            try:
+                await self._sink(batch)
+            except Exception:  # a failing store must not take the gateway down; log and keep going
+                logger.exception("could not write %d audit events", len(batch))
+            if self._dropped:
+                logger.warning("audit buffer was full: %d events were dropped", self._dropped)
+                self._dropped = 0
 
     async def run(self) -> None:
         """Flush periodically until cancelled, then once more (shielded) so nothing recorded is lost."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import socket
@@ -13,6 +12,7 @@ from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, TypeVar, cast
+from urllib.parse import quote
 
 import anyio
 import typer
@@ -98,10 +98,10 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+def _setup_logging(level: str, fmt: Literal["console", "json"] = "console") -> None:
+    from mcp_gateway.observability import configure_logging
+
+    configure_logging(level, fmt)
 
 
 @app.command()
@@ -117,6 +117,10 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default from config: 8080).")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     access_log: Annotated[bool, typer.Option(help="Log every HTTP request.")] = False,
+    log_format: Annotated[
+        Literal["console", "json"],
+        typer.Option(envvar="MCPGW_LOG_FORMAT", help="console (for people) or json (one object per line)."),
+    ] = "console",
     shutdown_grace: Annotated[float, typer.Option(help="Seconds open streams get to finish on shutdown.")] = 3.0,
     insecure_admin: Annotated[
         bool, typer.Option(help="Serve the admin API without MCPGW_ADMIN_TOKEN (loopback binds only).")
@@ -124,8 +128,9 @@ def serve(
 ) -> None:
     """Run the gateway: MCP clients connect to http://HOST:PORT/mcp."""
     from mcp_gateway.app import create_gateway, is_loopback
+    from mcp_gateway.observability import configure_tracing
 
-    _setup_logging(log_level)
+    _setup_logging(log_level, log_format)
     _load(config)  # fail fast, with line numbers, on a bad file or an unset ${VAR}
     gateway_config = _load(config, expand=False)  # references stay references in the store
     settings = gateway_config.server.model_copy(
@@ -162,12 +167,18 @@ def serve(
         loop="uvloop" if _has("uvloop") else "asyncio",
         http="httptools" if _has("httptools") else "h11",
         log_level=log_level.lower(),
+        log_config=None,  # uvicorn's loggers propagate to ours: one format, redacted, with request ids
         access_log=access_log,
         timeout_graceful_shutdown=max(1, round(shutdown_grace)),
         lifespan="on",
     )
     console.print(f"mcpgw {__version__}: MCP endpoint http://{settings.host}:{settings.port}/mcp", highlight=False)
-    _Server(uvicorn_config).run()
+    tracer_provider = configure_tracing()
+    try:
+        _Server(uvicorn_config).run()
+    finally:
+        if tracer_provider is not None:
+            tracer_provider.shutdown()  # exports the spans still buffered
 
 
 @app.command()
@@ -226,7 +237,7 @@ def upstream_list(
     table = Table("name", "transport", "state", "tools", "prompts", "resources", "error")
     for row in rows:
         state = row["state"]
-        color = {"connected": "green", "disabled": "dim"}.get(state, "red")
+        color = {"connected": "green", "disabled": "dim", "connecting": "yellow"}.get(state, "red")
         table.add_row(
             row["name"],
             row["transport"],
@@ -237,6 +248,38 @@ def upstream_list(
             row.get("error") or "",
         )
     console.print(table)
+
+
+@upstream_app.command("reconnect")
+def upstream_reconnect(
+    name: Annotated[str, typer.Argument(help="The upstream's name (see `mcpgw upstream list`).")],
+    url: Annotated[str, typer.Option("--url", help="The running gateway.")] = "http://127.0.0.1:8080",
+) -> None:
+    """Make a running gateway drop an upstream's session and connect again now.
+
+    The admin token is read from MCPGW_ADMIN_TOKEN.
+    """
+    import httpx2
+
+    token = os.environ.get("MCPGW_ADMIN_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    endpoint = f"{url.rstrip('/')}/api/mcp/client/{quote(name, safe='')}/reconnect"
+    try:
+        response = httpx2.post(endpoint, headers=headers, timeout=10)
+    except httpx2.HTTPError as exc:
+        _fail(f"cannot reach a gateway at {url}: {exc}", 1)
+    try:
+        detail = str(response.json().get("detail", ""))
+    except ValueError:
+        detail = response.text[:200]
+    if response.status_code == 401:
+        hint = "is not the gateway's admin token" if token else "is not set"
+        _fail(f"the gateway refused the request (HTTP 401): MCPGW_ADMIN_TOKEN {hint}", 1)
+    if response.status_code == 404 and detail != "Not Found":
+        _fail(f"no upstream named {name!r} on the gateway at {url} (see `mcpgw upstream list --url {url}`)", 1)
+    if response.status_code != 202:
+        _fail(f"the gateway at {url} answered HTTP {response.status_code}: {detail or response.reason_phrase}", 1)
+    console.print(f"reconnecting {name!r} on {url}; `mcpgw upstream list --url {url}` shows its state", highlight=False)
 
 
 @app.command()

@@ -26,6 +26,7 @@ _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 DEFAULT_CALL_TIMEOUT = 60.0
 DEFAULT_CONNECT_TIMEOUT = 30.0
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 class _Strict(BaseModel):
@@ -51,6 +52,24 @@ class _UpstreamBase(_Strict):
         description="Every caller sees all of this upstream's tools unless their grants name it explicitly; "
         "session and anonymous callers see only such upstreams.",
     )
+    ping: bool = Field(
+        default=True,
+        description="Health-check with MCP `ping`; false: with `tools/list`, for servers that do not answer ping.",
+    )
+    ping_interval: float = Field(default=10.0, gt=0, description="Seconds between health checks.")
+    ping_timeout: float = Field(default=5.0, gt=0, description="Seconds a health check may take before it fails.")
+    max_ping_failures: int = Field(
+        default=5, ge=1, description="Health checks failed in a row after which the upstream is disconnected."
+    )
+    sync_interval: float = Field(
+        default=600.0,
+        description="Seconds between re-listing tools, prompts and resources, for servers that change them "
+        "without notifying; 0 or negative: never.",
+    )
+    reconnect_backoff_start: float = Field(
+        default=1.0, gt=0, description="Seconds before the first reconnect; doubled after each failed attempt."
+    )
+    reconnect_backoff_max: float = Field(default=30.0, gt=0, description="Longest wait between reconnect attempts.")
 
     @field_validator("prefix")
     @classmethod
@@ -138,6 +157,9 @@ class ServerSettings(_Strict):
     allowed_origins: list[str] | None = Field(
         default=None, description="Origin allowlist for /mcp; default: loopback origins when bound to loopback."
     )
+    max_body_bytes: int = Field(
+        default=DEFAULT_MAX_BODY_BYTES, ge=1024, description="Largest request body /mcp accepts; larger ones get 413."
+    )
 
     @field_validator("name_separator")
     @classmethod
@@ -145,6 +167,18 @@ class ServerSettings(_Strict):
         if not re.match(r"^[-_]+$", value):
             raise ValueError("name_separator may only use '-' or '_' (characters every MCP host accepts in tool names)")
         return value
+
+
+class LimitsSettings(_Strict):
+    """Per-caller limits, keyed by identity: one virtual key, one user (across their keys and SSO),
+    one `x-bf-mcp-session-id`, or all anonymous callers together. `None`: unlimited."""
+
+    requests_per_minute: int | None = Field(
+        default=None, ge=1, description="HTTP requests to /mcp per minute, with bursts up to this many; else 429."
+    )
+    concurrent_calls: int | None = Field(
+        default=None, ge=1, description="tools/call requests running at once; more get a JSON-RPC error at once."
+    )
 
 
 class CorsSettings(_Strict):
@@ -172,13 +206,21 @@ class AdminSettings(_Strict):
     token_env: str = Field(default="MCPGW_ADMIN_TOKEN", description="Environment variable holding the admin token.")
 
 
+class MetricsSettings(_Strict):
+    """Prometheus metrics at GET /metrics: unauthenticated, so restrict it by network policy or turn it off."""
+
+    enabled: bool = True
+
+
 class GatewayConfig(_Strict):
     """The whole file."""
 
     server: ServerSettings = Field(default_factory=ServerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; DATABASE_URL overrides; default SQLite in .mcpgw/."
     )
@@ -197,7 +239,7 @@ class GatewayConfig(_Strict):
         holding only comments reads as null in YAML and means "empty".
         """
         if isinstance(data, dict):
-            sections = ("server", "auth", "admin", "cors", "upstreams")
+            sections = ("server", "auth", "admin", "cors", "limits", "metrics", "upstreams")
             data = {k: ({} if v is None and k in sections else v) for k, v in data.items()}
         if isinstance(data, dict) and isinstance(data.get("upstreams"), dict):
             upstreams = {}

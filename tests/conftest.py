@@ -119,6 +119,7 @@ async def running_gateway(
     admin_token: str | None = ADMIN_TOKEN,
     cors_origins: list[str] | None = None,
     dedupe: Mapping[str, Any] | None = None,
+    limits: Mapping[str, Any] | None = None,
     **server: Any,
 ) -> AsyncIterator[RunningGateway]:
     """Serve a gateway over real HTTP on a free port for the duration of the block.
@@ -137,6 +138,7 @@ async def running_gateway(
             "cors": {"allowed_origins": cors_origins or []},
             "upstreams": dict(upstreams),
             "dedupe": dict(dedupe or {}),
+            "limits": dict(limits or {}),
         }
     )
     with tempfile.TemporaryDirectory(prefix="mcpgw-test-") as folder:

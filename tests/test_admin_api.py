@@ -182,6 +182,7 @@ async def test_an_upstream_added_and_removed_through_the_api_reaches_connected_c
             "prompts",
             "resources",
             "error",
+            "history",
             "allow_on_all_virtual_keys",
             "source",
             "config",

@@ -6,6 +6,20 @@ into the published session from their own tasks. This split matters for HTTP ups
 one dies, the SDK cancels everything inside the transport block, so a call made from inside
 it would be cancelled instead of failing cleanly. From outside, calls get a clean error while
 the owner notices, marks the upstream disconnected and reconnects with backoff.
+
+While connected, two sibling tasks of the owner watch the upstream: a health monitor (`ping`,
+or `tools/list` for servers configured `ping: false`, every `ping_interval`; after
+`max_ping_failures` failures in a row the session is dropped) and a periodic re-list of tools,
+prompts and resources every `sync_interval`, for servers that change them without notifying.
+
+State machine (each change is kept in `history` and rebuilds the catalog, so clients hear
+`list_changed` whenever what they see changes)::
+
+    disabled                      (enabled: false; never leaves this state)
+    connecting ──► connected ──► disconnected ──(backoff)──► connecting …
+         │                            ▲
+         └──── failed attempt ────────┘
+    any ──► needs_reauth ──(reconnect())──► connecting
 """
 
 from __future__ import annotations
@@ -13,25 +27,30 @@ from __future__ import annotations
 import enum
 import logging
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AsyncExitStack
-from typing import Any
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 import anyio
+import anyio.abc
+import httpx2
 import mcp_types as types
 from mcp import ClientSession, MCPError
 from mcp.client.session import ClientRequestContext
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import NoBackChannelError
 from mcp.shared.message import ServerMessageMetadata
-from mcp_types import CONNECTION_CLOSED, INVALID_REQUEST, METHOD_NOT_FOUND, REQUEST_TIMEOUT
-from pydantic import TypeAdapter
+from mcp_types import CONNECTION_CLOSED, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, REQUEST_TIMEOUT
+from pydantic import TypeAdapter, ValidationError
 
 from mcp_gateway import __version__
 from mcp_gateway.config import HttpUpstream, SseUpstream, StdioUpstream
 from mcp_gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from mcp_gateway.observability import upstream_span
 from mcp_gateway.relay import Caller, InFlight
-from mcp_gateway.upstreams.transports import open_transport
+from mcp_gateway.upstreams.transports import Streams, open_transport
 
 logger = logging.getLogger(__name__)
 
@@ -39,15 +58,42 @@ _RAW_RESULT: TypeAdapter[dict[str, Any]] = TypeAdapter(dict[str, Any])
 """Results are relayed as the upstream sent them: no model round trip, nothing dropped."""
 
 _MAX_LIST_PAGES = 1000
-_RECONNECT_BACKOFF_START = 1.0
-_RECONNECT_BACKOFF_MAX = 30.0
+HISTORY_LENGTH = 50
+"""State changes kept per upstream (older ones are dropped)."""
+
+LIVE_SETTINGS = frozenset(
+    {
+        "ping",
+        "ping_interval",
+        "ping_timeout",
+        "max_ping_failures",
+        "sync_interval",
+        "reconnect_backoff_start",
+        "reconnect_backoff_max",
+    }
+)
+"""Config fields read afresh on every use: changing them needs no reconnect."""
 
 
 class UpstreamState(enum.Enum):
-    CONNECTING = "connecting"  # starting or reconnecting; serves no tools yet
-    CONNECTED = "connected"  # initialized and listed; serves its tools
-    DISCONNECTED = "disconnected"  # failed to start or lost; retried with backoff; serves no tools
+    """Where one upstream is in its lifecycle; only `connected` serves tools, prompts and resources."""
+
+    CONNECTING = "connecting"  # starting or reconnecting; serves nothing yet
+    CONNECTED = "connected"  # initialized, listed and answering health checks; serves its lists
+    DISCONNECTED = "disconnected"  # failed to start, lost or unhealthy; retried with backoff; serves nothing
+    # The upstream refused its credentials and only a person can fix that (per-user OAuth
+    # consent, an expired refresh token): serves nothing and is not retried on a timer, since
+    # every attempt would fail the same way; `reconnect()` (after signing in) tries again.
+    NEEDS_REAUTH = "needs_reauth"
     DISABLED = "disabled"  # `enabled: false` in the config; never started
+
+
+class StateChange(NamedTuple):
+    """One entry of an upstream's timeline."""
+
+    at: datetime  # UTC
+    state: UpstreamState
+    reason: str
 
 
 class ListKind(enum.Enum):
@@ -58,10 +104,20 @@ class ListKind(enum.Enum):
 
 ChangeCallback = Callable[["UpstreamConnection", frozenset[ListKind]], Awaitable[None]]
 ResourceUpdatedCallback = Callable[["UpstreamConnection", str], Awaitable[None]]
+TransportOpener = Callable[[StdioUpstream | HttpUpstream | SseUpstream], AbstractAsyncContextManager[Streams]]
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 class UpstreamConnection:
-    """Owns the session to one upstream; safe to call from any task."""
+    """Owns the session to one upstream; safe to call from any task.
+
+    `open_transport` and `clock` are injectable so unit tests can run an upstream in memory and
+    read a deterministic timeline.
+    """
 
     def __init__(
         self,
@@ -70,11 +126,14 @@ class UpstreamConnection:
         *,
         on_change: ChangeCallback,
         on_resource_updated: ResourceUpdatedCallback,
+        open_transport: TransportOpener = open_transport,
+        clock: Clock = _utcnow,
     ) -> None:
         self.name = name
         self.config = config
         self.state = UpstreamState.CONNECTING if config.enabled else UpstreamState.DISABLED
         self.last_error: str | None = None
+        self.history: deque[StateChange] = deque(maxlen=HISTORY_LENGTH)
         self.tools: list[types.Tool] = []
         self.prompts: list[types.Prompt] = []
         self.resources: list[types.Resource] = []
@@ -87,12 +146,19 @@ class UpstreamConnection:
         self.in_flight = InFlight()
         self._on_change = on_change
         self._on_resource_updated = on_resource_updated
+        self._open_transport = open_transport
+        self._clock = clock
         self._session: ClientSession | None = None
         self._wake = anyio.Event()
         self._stopping = False
         self._reconnect_now = anyio.Event()
         self._reconnect_requested = False
+        self._drop_reason: str | None = None
+        self._reauth_reason: str | None = None
         self.first_attempt_done = anyio.Event()
+        self.history.append(
+            StateChange(self._clock(), self.state, "starting" if config.enabled else "enabled: false in the config")
+        )
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -101,9 +167,10 @@ class UpstreamConnection:
         if not self.config.enabled:
             self.first_attempt_done.set()
             return
-        backoff = _RECONNECT_BACKOFF_START
+        backoff = self.config.reconnect_backoff_start
+        reason = "starting"
         while not self._stopping:
-            self.state = UpstreamState.CONNECTING
+            await self._enter(UpstreamState.CONNECTING, reason)
             was_connected = False
             try:
                 was_connected = await self._connect_and_serve()
@@ -112,24 +179,30 @@ class UpstreamConnection:
                 logger.warning("upstream %s: %s", self.name, self.last_error)
             finally:
                 self._session = None
-            had_items = bool(self.tools or self.prompts or self.resources or self.resource_templates)
-            self._set_list(ListKind.TOOLS, tools=[])
-            self._set_list(ListKind.PROMPTS, prompts=[])
-            self._set_list(ListKind.RESOURCES, resources=[], resource_templates=[])
-            self.state = UpstreamState.DISCONNECTED
             self.first_attempt_done.set()
             if self._stopping:
+                self._drop_lists()
+                self._record(UpstreamState.DISCONNECTED, "stopped")
                 break
-            if had_items:
-                await self._on_change(self, frozenset(ListKind))
+            if self._reauth_reason is not None:
+                await self._lose(UpstreamState.NEEDS_REAUTH, self._reauth_reason)
+                # Retrying on a timer cannot help: wait until someone asks for a reconnect.
+                await self._reconnect_now.wait()
+                self._reconnect_now = anyio.Event()
+                self._reauth_reason = None
+                backoff, reason = self.config.reconnect_backoff_start, "reconnect requested"
+                continue
+            await self._lose(UpstreamState.DISCONNECTED, self._why_down())
             if was_connected:
-                backoff = _RECONNECT_BACKOFF_START
+                backoff = self.config.reconnect_backoff_start
             delay = backoff * random.uniform(0.8, 1.2)
             logger.info("upstream %s: reconnecting in %.1fs", self.name, delay)
+            reason = "retrying after backoff"
             with anyio.move_on_after(delay):
                 await self._reconnect_now.wait()
+                reason = "reconnect requested"
             self._reconnect_now = anyio.Event()
-            backoff = min(backoff * 2, _RECONNECT_BACKOFF_MAX)
+            backoff = min(backoff * 2, self.config.reconnect_backoff_max)
 
     def stop(self) -> None:
         self._stopping = True
@@ -142,13 +215,19 @@ class UpstreamConnection:
         self._wake.set()
         self._reconnect_now.set()
 
+    def needs_reauth(self, reason: str) -> None:
+        """Drop the session and wait for `reconnect()`: the credentials need a person (see `NEEDS_REAUTH`)."""
+        self._reauth_reason = reason
+        self._wake.set()
+
     async def _connect_and_serve(self) -> bool:
         self._wake = anyio.Event()
         self._reconnect_requested = False
+        self._drop_reason = None
         async with AsyncExitStack() as stack:
             # Transports connect lazily (or bound their own connect time), so the deadline covers
             # the first exchange; a cancel scope cannot wrap contexts that stay entered after it.
-            read, write = await stack.enter_async_context(open_transport(self.config))
+            read, write = await stack.enter_async_context(self._open_transport(self.config))
             session = await stack.enter_async_context(
                 ClientSession(
                     _WatchedStream(read, self._wake),
@@ -168,8 +247,8 @@ class UpstreamConnection:
                 self.protocol_version = result.protocol_version
                 await self._refresh(session, frozenset(ListKind))
             self._session = session
-            self.state = UpstreamState.CONNECTED
             self.last_error = None
+            self._reauth_reason = None  # whatever was asked for, these credentials work
             logger.info(
                 "upstream %s: connected (%s, protocol %s, %d tools)",
                 self.name,
@@ -177,15 +256,139 @@ class UpstreamConnection:
                 self.protocol_version,
                 len(self.tools),
             )
-            await self._on_change(self, frozenset(ListKind))
+            await self._enter(UpstreamState.CONNECTED, f"{len(self.tools)} tools, protocol {self.protocol_version}")
             self.first_attempt_done.set()
-            await self._wake.wait()
-            if self._reconnect_requested:
-                logger.info("upstream %s: reconnecting on request", self.name)
-            elif not self._stopping:
-                self.last_error = "connection lost"
-                logger.warning("upstream %s: connection lost", self.name)
+            async with anyio.create_task_group() as watchers:
+                watchers.start_soon(self._watch_health, session, name=f"health:{self.name}")
+                watchers.start_soon(self._sync_lists, name=f"sync:{self.name}")
+                await self._wake.wait()
+                # Say so before anything is torn down: closing an unresponsive session can take
+                # a while (a health probe's courtesy cancel, the HTTP DELETE), and clients
+                # should stop seeing its tools at once.
+                await self._leave_connected()
+                watchers.cancel_scope.cancel()
             return True
+
+    async def _leave_connected(self) -> None:
+        if self._stopping:
+            return
+        if self._reauth_reason is not None:
+            logger.warning("upstream %s: needs re-authorization: %s", self.name, self._reauth_reason)
+            await self._lose(UpstreamState.NEEDS_REAUTH, self._reauth_reason)
+            return
+        if self._reconnect_requested:
+            logger.info("upstream %s: reconnecting on request", self.name)
+        else:
+            self.last_error = self._drop_reason or (
+                "the server process exited" if self.config.transport == "stdio" else "connection lost"
+            )
+            logger.warning("upstream %s: %s", self.name, self.last_error)
+        await self._lose(UpstreamState.DISCONNECTED, self._why_down())
+
+    def _why_down(self) -> str:
+        if self._reconnect_requested:
+            return "reconnect requested"
+        return self.last_error or "connection lost"
+
+    # --- state and timeline -------------------------------------------------------------------
+
+    def _record(self, state: UpstreamState, reason: str) -> bool:
+        """Set the state and log the change in `history`; False when it is not a change."""
+        if state is self.state:
+            return False
+        self.state = state
+        self.history.append(StateChange(self._clock(), state, reason))
+        return True
+
+    async def _enter(self, state: UpstreamState, reason: str) -> None:
+        """Change state and let the manager rebuild the catalog (clients hear of what they lose or gain)."""
+        if self._record(state, reason):
+            await self._on_change(self, frozenset(ListKind))
+
+    async def _lose(self, state: UpstreamState, reason: str) -> None:
+        """Stop serving: drop the session and lists, then change state (a no-op when already there)."""
+        self._session = None
+        self._drop_lists()
+        await self._enter(state, reason)
+
+    def _drop_lists(self) -> None:
+        self._set_list(ListKind.TOOLS, tools=[])
+        self._set_list(ListKind.PROMPTS, prompts=[])
+        self._set_list(ListKind.RESOURCES, resources=[], resource_templates=[])
+
+    # --- health and sync ----------------------------------------------------------------------
+
+    async def _watch_health(self, session: ClientSession) -> None:
+        """Probe every `ping_interval`; after `max_ping_failures` failures in a row, drop the session."""
+        failures = 0
+        async with anyio.create_task_group() as probes:
+            while True:
+                await anyio.sleep(self.config.ping_interval)
+                problem = await self._check(session, probes)
+                if problem is None:
+                    failures = 0
+                    continue
+                failures += 1
+                limit = self.config.max_ping_failures
+                logger.warning("upstream %s: health check failed (%d/%d): %s", self.name, failures, limit, problem)
+                if failures >= limit:
+                    self._drop_reason = f"{failures} health checks failed in a row (last: {problem})"
+                    self._wake.set()
+                    return
+
+    async def _check(self, session: ClientSession, probes: anyio.abc.TaskGroup) -> str | None:
+        """One health check: None when the upstream answered in time, else what went wrong.
+
+        The probe runs in its own task: when it times out the SDK sends a courtesy cancel, which
+        can itself wait on a wedged transport, and the monitor must keep its own pace.
+        """
+        timeout = self.config.ping_timeout
+        what = "ping" if self.config.ping else "tools/list"
+        outcome: list[str | None] = []
+        done = anyio.Event()
+
+        async def probe() -> None:
+            try:
+                with anyio.fail_after(timeout):
+                    outcome.append(await self._probe(session))
+            except TimeoutError:
+                pass
+            finally:
+                done.set()
+
+        probes.start_soon(probe)
+        with anyio.move_on_after(timeout):
+            await done.wait()
+        return outcome[0] if outcome else f"no answer to {what} within {timeout:g}s"
+
+    async def _probe(self, session: ClientSession) -> str | None:
+        try:
+            if self.config.ping:
+                await session.send_ping()
+            else:
+                await session.list_tools()
+        except MCPError as exc:
+            if exc.error.code == METHOD_NOT_FOUND:
+                return None  # an answer all the same: the server is alive, it just lacks the method
+            if _session_gone(exc):
+                self._drop_reason = "the upstream no longer knows our session (it restarted?)"
+                self._wake.set()  # no point in asking again: only a new session helps
+            return f"{'ping' if self.config.ping else 'tools/list'} failed: {exc.error.message}"
+        except ValidationError:
+            return "malformed answer to a health check"
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream):
+            return "the connection is closed"
+        return None
+
+    async def _sync_lists(self) -> None:
+        """Re-list everything every `sync_interval`; catches servers that change lists silently."""
+        while (interval := self.config.sync_interval) > 0:
+            await anyio.sleep(interval)
+            with anyio.move_on_after(self.config.timeout) as scope:
+                await self.refresh(frozenset(ListKind))
+            if scope.cancelled_caught:
+                logger.warning("upstream %s: periodic re-list timed out after %gs", self.name, self.config.timeout)
+        await anyio.sleep_forever()
 
     # --- lists --------------------------------------------------------------------------------
 
@@ -215,8 +418,12 @@ class UpstreamConnection:
             return
         try:
             await self._refresh(session, kinds)
-        except (MCPError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-            logger.warning("upstream %s: could not refresh %s: %s", self.name, sorted(k.value for k in kinds), exc)
+        except (MCPError, UpstreamError, ValidationError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            why = _describe(exc)
+            logger.warning("upstream %s: could not refresh %s: %s", self.name, sorted(k.value for k in kinds), why)
+            return
+        if self._session is not session:
+            self._drop_lists()  # the session was dropped meanwhile: these lists are not served
             return
         await self._on_change(self, kinds)
 
@@ -244,19 +451,27 @@ class UpstreamConnection:
             MCPError: the upstream answered with a JSON-RPC error (passed on unchanged).
         """
         session = self._live_session()
-        with self.in_flight.track(caller):
+        with self.in_flight.track(caller), upstream_span(self.name, self.config.transport, request) as traced:
             try:
-                return await session.send_request(
+                result = await session.send_request(
                     request,
                     _RAW_RESULT,  # type: ignore[type-var]  # a TypeAdapter of dict works at runtime
                     request_read_timeout_seconds=self.config.timeout,
                     progress_callback=progress,
                 )
+                return traced.result(result)
             except MCPError as exc:
                 if exc.error.code == REQUEST_TIMEOUT:
                     raise UpstreamTimeout(
                         self.name,
                         f"upstream {self.name!r} did not answer {request.method} within {self.config.timeout:g}s",
+                    ) from None
+                if _session_gone(exc):
+                    # Rejected before it ran: safe for a replica to take it while we reconnect.
+                    self._drop_reason = "the upstream no longer knows our session (it restarted?)"
+                    self._wake.set()
+                    raise UpstreamUnavailable(
+                        self.name, f"upstream {self.name!r} lost its session; reconnecting, try again"
                     ) from None
                 if exc.error.code == CONNECTION_CLOSED:
                     self._wake.set()
@@ -357,7 +572,7 @@ class UpstreamConnection:
         )
 
     def summary(self) -> Mapping[str, Any]:
-        """What /readyz and `mcpgw upstream list` show."""
+        """What /readyz, the admin API and `mcpgw upstream list` show; `history` is oldest first."""
         return {
             "name": self.name,
             "transport": self.config.transport,
@@ -367,6 +582,10 @@ class UpstreamConnection:
             "resources": len(self.resources) + len(self.resource_templates),
             "protocol_version": self.protocol_version,
             "error": self.last_error,
+            "history": [
+                {"at": change.at.isoformat(), "state": change.state.value, "reason": change.reason}
+                for change in self.history
+            ],
         }
 
 
@@ -431,6 +650,19 @@ async def _fetch_all(list_method: Callable[..., Awaitable[Any]], attribute: str)
     raise UpstreamError("?", f"more than {_MAX_LIST_PAGES} pages in {attribute} list")
 
 
+_SESSION_GONE = frozenset({"session not found", "session terminated"})
+_SESSION_GONE_CODES = frozenset({INVALID_REQUEST, -32001})  # -32001: the TypeScript SDK's servers
+
+
+def _session_gone(exc: MCPError) -> bool:
+    """HTTP 404 for our session id: the server forgot the session (it restarted, or reaped it).
+
+    SDK servers answer with a JSON-RPC error "Session not found"; for a bare 404 the client SDK
+    makes up "Session terminated".
+    """
+    return exc.error.code in _SESSION_GONE_CODES and exc.error.message.strip().lower() in _SESSION_GONE
+
+
 def _describe(exc: BaseException) -> str:
     """A one-line, human message for an exception (unwrapping exception groups)."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
@@ -439,7 +671,11 @@ def _describe(exc: BaseException) -> str:
         return "timed out while connecting"
     if isinstance(exc, FileNotFoundError):
         return f"command not found: {exc.filename or exc}"
-    text = str(exc) or type(exc).__name__
+    text = (str(exc) or type(exc).__name__).splitlines()[0]
+    if isinstance(exc, httpx2.TransportError):
+        return f"HTTP connection failed: {text}" + (f" ({type(exc).__name__})" if text != type(exc).__name__ else "")
     if isinstance(exc, MCPError):
+        if exc.error.code == PARSE_ERROR:
+            return "upstream error: its answer is not JSON-RPC (not an MCP endpoint?)"
         return f"upstream error: {text}"
     return f"{type(exc).__name__}: {text}"

@@ -11,7 +11,7 @@ import anyio.abc
 from mcp_gateway.catalog import Catalog, Contribution
 from mcp_gateway.config import GatewayConfig, UpstreamConfig, prefix_of
 from mcp_gateway.errors import UpstreamUnavailable
-from mcp_gateway.upstreams.connection import ListKind, UpstreamConnection, UpstreamState
+from mcp_gateway.upstreams.connection import LIVE_SETTINGS, ListKind, UpstreamConnection, UpstreamState
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class UpstreamManager:
     async def apply(self, upstreams: Mapping[str, UpstreamConfig]) -> None:
         """Make the running upstreams match `upstreams`: start new ones, stop removed ones, and
         restart those whose connection settings changed. Policy-only fields (visibility flags)
-        are swapped in place without reconnecting."""
+        and health settings (`LIVE_SETTINGS`) are swapped in place without reconnecting."""
         if self._task_group is None:
             raise RuntimeError("UpstreamManager.apply() needs a running manager")
         current = self.connections
@@ -161,7 +161,8 @@ class UpstreamManager:
 
 
 def _connection_settings(config: UpstreamConfig) -> dict[str, object]:
-    return config.model_dump(exclude={"allow_on_all_virtual_keys", "description", "tool_mode"})
+    """The fields whose change needs a new session; the rest are read live from `config`."""
+    return config.model_dump(exclude={"allow_on_all_virtual_keys", "description", "tool_mode", *LIVE_SETTINGS})
 
 
 def _globals(connections: Mapping[str, UpstreamConnection]) -> frozenset[str]:

@@ -19,11 +19,17 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp_gateway.config import HttpUpstream, SseUpstream, StdioUpstream
+from mcp_gateway.observability import inject_trace_headers
 
 # A server may hold a response stream open while a long tool runs, and the standalone GET
 # stream stays open for the whole session: reads must not time out at the HTTP layer. Call
 # timeouts are enforced per request by the session instead.
 _STREAM_READ_TIMEOUT = 24 * 3600.0
+# The DELETE that ends a session on disconnect: an upstream that stopped answering must not
+# hold the reconnect up for the stream read timeout above.
+_CLOSE_TIMEOUT = 2.0
+
+_TIMEOUT_KEYS = ("connect", "read", "write", "pool")
 
 Streams = tuple[Any, Any]
 
@@ -51,7 +57,13 @@ async def _streamable_http(config: HttpUpstream) -> AsyncIterator[Streams]:
     limits = httpx2.Limits(max_connections=256, max_keepalive_connections=64)
     transport = _DrainingTransport(httpx2.AsyncHTTPTransport(limits=limits))
     async with (
-        httpx2.AsyncClient(headers=config.headers, timeout=timeout, transport=transport) as client,
+        httpx2.AsyncClient(
+            headers=config.headers,
+            timeout=timeout,
+            transport=transport,
+            # The SDK sends each POST from the calling task's context: its span becomes the parent.
+            event_hooks={"request": [inject_trace_headers]},
+        ) as client,
         streamable_http_client(config.url, http_client=client) as streams,
     ):
         yield streams
@@ -60,13 +72,26 @@ async def _streamable_http(config: HttpUpstream) -> AsyncIterator[Streams]:
 @asynccontextmanager
 async def _sse(config: SseUpstream) -> AsyncIterator[Streams]:
     async with sse_client(
-        config.url, headers=config.headers, timeout=config.connect_timeout, sse_read_timeout=_STREAM_READ_TIMEOUT
+        config.url,
+        headers=config.headers,
+        timeout=config.connect_timeout,
+        sse_read_timeout=_STREAM_READ_TIMEOUT,
+        httpx_client_factory=_traced_client,
     ) as streams:
         yield streams
 
 
+def _traced_client(
+    headers: dict[str, str] | None = None, timeout: httpx2.Timeout | None = None, auth: httpx2.Auth | None = None
+) -> httpx2.AsyncClient:
+    """The SDK's default client for the SSE transport (it always passes a timeout), plus trace headers."""
+    hooks: dict[str, list[Any]] = {"request": [inject_trace_headers]}
+    return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth, event_hooks=hooks)
+
+
 class _DrainingTransport(httpx2.AsyncBaseTransport):
-    """Lets a POST's SSE response finish before it is closed, so its connection is kept alive.
+    """Lets a POST's SSE response finish before it is closed, so its connection is kept alive
+    (and bounds the session-closing DELETE by `_CLOSE_TIMEOUT`).
 
     The SDK client closes a call's event stream as soon as the result event arrives, a moment
     before the server ends the stream. httpx2 can only return a connection to the pool once its
@@ -78,6 +103,8 @@ class _DrainingTransport(httpx2.AsyncBaseTransport):
         self._inner = inner
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if request.method == "DELETE":
+            request.extensions = {**request.extensions, "timeout": dict.fromkeys(_TIMEOUT_KEYS, _CLOSE_TIMEOUT)}
         response = await self._inner.handle_async_request(request)
         if request.method == "POST" and response.headers.get("content-type", "").startswith("text/event-stream"):
             response.stream = _DrainOnClose(response.stream)

@@ -1,8 +1,9 @@
 """A configurable MCP upstream for the gateway's tests.
 
 Everything a gateway test needs to provoke is one tool call away: pagination, cancellation, progress,
-``list_changed``, server-to-client requests (roots, sampling, elicitation), log messages, header inspection and a
-crash. Behaviour is set through environment variables so a test can shape the upstream without editing code:
+``list_changed`` (or a silent tool change: ``add_tool`` with ``notify: false``), server-to-client requests (roots,
+sampling, elicitation), log messages, header inspection and a crash. Behaviour is set through environment variables
+so a test can shape the upstream without editing code:
 
 ==========================  =======  ===============================================================================
 variable                    default  effect
@@ -146,8 +147,13 @@ class Lab:
             "add_tool": (
                 types.Tool(
                     name="add_tool",
-                    description="Register an echo tool `name` and send notifications/tools/list_changed.",
-                    input_schema=_schema(name="string"),
+                    description="Register an echo tool `name` and send notifications/tools/list_changed "
+                    "(unless `notify` is false: a server that changes its tools silently).",
+                    input_schema={
+                        "type": "object",
+                        "properties": {"name": {"type": "string"}, "notify": {"type": "boolean"}},
+                        "required": ["name"],
+                    },
                 ),
                 self.add_tool,
             ),
@@ -343,12 +349,16 @@ class Lab:
         return _text("ok")
 
     async def add_tool(self, ctx: Context, args: Mapping[str, Any]) -> types.CallToolResult:
-        """Register an echo tool; the notification goes on the session's standalone channel (GET stream on HTTP)."""
+        """Register an echo tool; the notification goes on the session's standalone channel (GET stream on HTTP).
+
+        ``notify: false`` skips the notification, like servers that change their tools without saying so.
+        """
         name = _arg(args, "name", str)
         if name in self.tools:
             return _text(f"tool {name!r} already exists", is_error=True)
         self.tools[name] = _echo_tool(name, "Added at runtime: echoes `value`.")
-        await ctx.session.send_tool_list_changed()
+        if args.get("notify", True) is not False:
+            await ctx.session.send_tool_list_changed()
         return _text("added")
 
     async def remove_tool(self, ctx: Context, args: Mapping[str, Any]) -> types.CallToolResult:

@@ -1,0 +1,184 @@
+"""Cheap checks on /mcp requests before the rest of the gateway spends anything on them.
+
+`HostOriginGuard` (outermost) applies the DNS-rebinding rules — Host allowlist (421) and Origin
+allowlist (403), see `app.transport_security` — before identity and rate limits: a web page
+the user happens to visit must not even use up their request budget. The SDK checks the
+same again; that costs two header comparisons.
+
+`EnvelopeGuard` (innermost) reads the body of a POST. The SDK's handshake-era transport answers
+a batch or a malformed envelope with `-32602 Invalid params` and a pydantic dump, and takes a
+request whose `id` is null, a bool or an object for a notification (202; no answer ever
+comes). Checking the envelope here gives every protocol era the JSON-RPC 2.0 answers, HTTP 400:
+
+- `-32700 Parse error`: the body is not JSON;
+- `-32600 Invalid Request`: a batch array (MCP has no batches since 2025-06-18), or an object
+  that is not a request, notification or response (wrong `jsonrpc`, `method`, `id`, `params`).
+
+Oversized bodies get 413 with a JSON-RPC error naming the limit. A GET's `Last-Event-ID` is
+dropped: the gateway keeps no event store, and the SDK answers a resumption attempt without one
+with no response at all (uvicorn turns that into a 500); the client gets a fresh stream instead,
+as from any server without resumability. Accept, Content-Type, sessions
+and the params of known methods stay with the SDK. The body is read once, up to the limit, and
+replayed to the app behind (the SDK buffers it the same way); the second JSON parse costs
+microseconds against milliseconds for a proxied call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pydantic_core
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from mcp_types import INVALID_REQUEST, PARSE_ERROR
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_JSON = "application/json"
+
+
+def error_response(
+    status: int,
+    code: int,
+    message: str,
+    *,
+    request_id: str | int | None = None,
+    data: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """A JSON-RPC error as an HTTP response (`id: null` when the request's id is unknown)."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = dict(data)
+    body = {"jsonrpc": "2.0", "id": request_id, "error": error}
+    return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
+
+
+class HostOriginGuard:
+    """ASGI middleware: refuses requests whose Host (421) or Origin (403) the settings do not allow."""
+
+    def __init__(self, app: ASGIApp, settings: TransportSecuritySettings) -> None:
+        self.app = app
+        self.enabled = settings.enable_dns_rebinding_protection
+        self._check = TransportSecurityMiddleware(settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.enabled and scope["type"] == "http":
+            # is_post=False: only Host and Origin here; Content-Type is the transport's business.
+            refusal = await self._check.validate_request(Request(scope), is_post=False)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class EnvelopeGuard:
+    """ASGI middleware for the MCP endpoint; see the module docstring."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            kept = [(name, value) for name, value in scope["headers"] if name != b"last-event-id"]
+            await self.app({**scope, "headers": kept}, receive, send)
+            return
+        headers = dict(scope["headers"]) if scope["type"] == "http" else {}
+        if scope["type"] != "http" or scope["method"] != "POST" or not _declares_json(headers):
+            # The SDK refuses other content types itself, without reading the body.
+            await self.app(scope, receive, send)
+            return
+        if _content_length(headers) > self.max_body_bytes:
+            await self._too_large()(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away before sending its body: nobody to answer
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await self._too_large()(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+
+        try:
+            decoded = pydantic_core.from_json(body)
+        except ValueError as exc:
+            await error_response(400, PARSE_ERROR, f"Parse error: {exc}")(scope, receive, send)
+            return
+        problem = envelope_problem(decoded)
+        if problem is not None:
+            request_id = decoded.get("id") if isinstance(decoded, dict) and _valid_id(decoded.get("id")) else None
+            await error_response(400, INVALID_REQUEST, f"Invalid Request: {problem}", request_id=request_id)(
+                scope, receive, send
+            )
+            return
+
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    def _too_large(self) -> JSONResponse:
+        message = f"request body too large: this gateway accepts at most {self.max_body_bytes} bytes"
+        return error_response(413, INVALID_REQUEST, message)
+
+
+def envelope_problem(message: Any) -> str | None:
+    """Why `message` (decoded JSON) is not one JSON-RPC 2.0 message as MCP uses them; None if it is."""
+    if isinstance(message, list):
+        return "batch arrays are not supported; send one JSON-RPC message per request"
+    if not isinstance(message, dict):
+        return "the body must be a JSON-RPC message object"
+    if message.get("jsonrpc") != "2.0":
+        return 'the "jsonrpc" member must be "2.0"'
+    if "id" in message and not _valid_id(message["id"]) and not ("error" in message and message["id"] is None):
+        return 'the "id" must be a string or an integer'
+    if "method" in message:
+        if not isinstance(message["method"], str):
+            return 'the "method" must be a string'
+        if message.get("params") is not None and not isinstance(message["params"], dict):
+            return 'the "params" must be an object'
+        return None
+    if "id" not in message:
+        return 'a message needs a "method" (request, notification) or an "id" (response)'
+    if "result" in message:
+        return None if isinstance(message["result"], dict) else 'the "result" must be an object'
+    error = message.get("error")
+    if isinstance(error, dict) and _is_int(error.get("code")) and isinstance(error.get("message"), str):
+        return None
+    return 'a response needs a "result" object or an "error" with an integer "code" and a string "message"'
+
+
+def _valid_id(value: Any) -> bool:
+    return isinstance(value, str) or _is_int(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _declares_json(headers: Mapping[bytes, bytes]) -> bool:
+    # The SDK's own test (transport_security): the media type starts with application/json.
+    return headers.get(b"content-type", b"").decode("latin-1").lower().startswith(_JSON)
+
+
+def _content_length(headers: Mapping[bytes, bytes]) -> int:
+    try:
+        return int(headers.get(b"content-length", b"0"))
+    except ValueError:
+        return 0
