@@ -220,9 +220,11 @@ def create_gateway(
     )
     server.middleware.extend(call_limits(config.limits))
     security = transport_security(config.server)
+    # Host/Origin are checked once, by HostOriginGuard in front of /mcp (before identity and rate
+    # limits); handing the same settings to the SDK as well would check every request twice.
     sessions = StreamableHTTPSessionManager(
         app=server,
-        security_settings=security,
+        security_settings=None,
         max_request_body_size=config.server.max_body_bytes,
     )
 

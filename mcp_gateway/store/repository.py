@@ -232,11 +232,7 @@ class Store:
     @_completes
     async def delete_upstream(self, name: UpstreamName) -> bool:
         """Remove an upstream; False if there was none. Grants naming it stay, and apply again if it returns."""
-        async with self._writing() as session:
-            result = await session.exec(delete(Upstream).where(col(Upstream.name) == name))
-            if result.rowcount == 0:
-                await session.rollback()
-            return result.rowcount > 0
+        return await self._delete(delete(Upstream).where(col(Upstream.name) == name))
 
     @_completes
     async def mirror_config(self, entries: Mapping[UpstreamName, tuple[Mapping[str, Any], bool]]) -> MirrorResult:
@@ -354,11 +350,7 @@ class Store:
     @_completes
     async def delete_user(self, id: str) -> bool:
         """Remove a user; their virtual keys stay, with `user_id` cleared. False if there was none."""
-        async with self._writing() as session:
-            result = await session.exec(delete(User).where(col(User.id) == id))
-            if result.rowcount == 0:
-                await session.rollback()
-            return result.rowcount > 0
+        return await self._delete(delete(User).where(col(User.id) == id))
 
     # --- virtual keys ----------------------------------------------------------------------------
 
@@ -516,11 +508,7 @@ class Store:
     @_completes
     async def delete_virtual_key(self, id: str) -> bool:
         """Remove a key and its grants; False if there was none."""
-        async with self._writing() as session:
-            result = await session.exec(delete(VirtualKey).where(col(VirtualKey.id) == id))
-            if result.rowcount == 0:
-                await session.rollback()
-            return result.rowcount > 0
+        return await self._delete(delete(VirtualKey).where(col(VirtualKey.id) == id))
 
     @_completes
     async def touch_virtual_key(self, id: str, *, at: datetime | None = None) -> None:
@@ -613,6 +601,14 @@ class Store:
                     await session.commit()
         except (SQLAlchemyError, OSError) as exc:
             raise StoreError(f"database error: {_reason(exc)}") from exc
+
+    async def _delete(self, statement: Any) -> bool:
+        """Run one DELETE; True if it removed a row. Deleting nothing rolls back, so the revision is not bumped."""
+        async with self._writing() as session:
+            result = await session.exec(statement)
+            if result.rowcount == 0:
+                await session.rollback()
+            return bool(result.rowcount > 0)
 
     @staticmethod
     async def _require_user(session: AsyncSession, user_id: str) -> None:
