@@ -141,6 +141,7 @@ def serve(
     if insecure_admin and not is_loopback(settings.host):
         errors.print(f"[red]error:[/red] --insecure-admin is only allowed on a loopback address, not {settings.host}")
         raise typer.Exit(2)
+    _check_master_key(gateway_config)
     gateway = create_gateway(gateway_config, admin_token=admin_token, insecure_admin=insecure_admin)
 
     # sse_starlette would end every open event stream on its own timer after a signal, racing
@@ -250,6 +251,17 @@ def upstream_list(
     console.print(table)
 
 
+def _check_master_key(config: GatewayConfig) -> None:
+    """A bad MCPGW_MASTER_KEY or an unsafe key file ends `serve` with one line, not a start-up traceback."""
+    from mcp_gateway.app import resolve_database_url
+    from mcp_gateway.vault import MasterKeyError, default_key_file, load_master_key
+
+    try:
+        anyio.run(load_master_key, os.environ, default_key_file(resolve_database_url(config)))
+    except (MasterKeyError, ConfigError) as exc:
+        _fail(exc.message, 1)
+
+
 @upstream_app.command("reconnect")
 def upstream_reconnect(
     name: Annotated[str, typer.Argument(help="The upstream's name (see `mcpgw upstream list`).")],
@@ -259,27 +271,53 @@ def upstream_reconnect(
 
     The admin token is read from MCPGW_ADMIN_TOKEN.
     """
+    response = _upstream_action(url, name, "reconnect")
+    if response.status_code != 202:
+        _fail(f"the gateway at {url} answered HTTP {response.status_code}: {_detail(response)}", 1)
+    console.print(f"reconnecting {name!r} on {url}; `mcpgw upstream list --url {url}` shows its state", highlight=False)
+
+
+@upstream_app.command("authorize")
+def upstream_authorize(
+    name: Annotated[str, typer.Argument(help="An upstream with `auth: {type: oauth}`.")],
+    url: Annotated[str, typer.Option("--url", help="The running gateway.")] = "http://127.0.0.1:8080",
+) -> None:
+    """Print the consent link for a shared-OAuth upstream; open it once and the upstream connects.
+
+    The admin token is read from MCPGW_ADMIN_TOKEN. The link works once and expires in 10 minutes.
+    """
+    response = _upstream_action(url, name, "authorize")
+    if response.status_code != 200:
+        _fail(f"the gateway at {url} answered HTTP {response.status_code}: {_detail(response)}", 1)
+    console.print(f"open this link in a browser and sign in for {name!r}:", highlight=False)
+    print(response.json()["url"])
+
+
+def _detail(response: Any) -> str:
+    try:
+        return str(response.json().get("detail", "")) or response.reason_phrase
+    except ValueError:
+        return str(response.text[:200])
+
+
+def _upstream_action(url: str, name: str, action: str) -> Any:
+    """POST /api/mcp/client/NAME/ACTION with the admin token; common failures end the command with a clear line."""
     import httpx2
 
     token = os.environ.get("MCPGW_ADMIN_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    endpoint = f"{url.rstrip('/')}/api/mcp/client/{quote(name, safe='')}/reconnect"
+    endpoint = f"{url.rstrip('/')}/api/mcp/client/{quote(name, safe='')}/{action}"
     try:
-        response = httpx2.post(endpoint, headers=headers, timeout=10)
+        response = httpx2.post(endpoint, headers=headers, timeout=30)
     except httpx2.HTTPError as exc:
         _fail(f"cannot reach a gateway at {url}: {exc}", 1)
-    try:
-        detail = str(response.json().get("detail", ""))
-    except ValueError:
-        detail = response.text[:200]
+    detail = _detail(response)
     if response.status_code == 401:
         hint = "is not the gateway's admin token" if token else "is not set"
         _fail(f"the gateway refused the request (HTTP 401): MCPGW_ADMIN_TOKEN {hint}", 1)
     if response.status_code == 404 and detail != "Not Found":
         _fail(f"no upstream named {name!r} on the gateway at {url} (see `mcpgw upstream list --url {url}`)", 1)
-    if response.status_code != 202:
-        _fail(f"the gateway at {url} answered HTTP {response.status_code}: {detail or response.reason_phrase}", 1)
-    console.print(f"reconnecting {name!r} on {url}; `mcpgw upstream list --url {url}` shows its state", highlight=False)
+    return response
 
 
 @app.command()
@@ -781,6 +819,288 @@ def audit_tail(
         _with_store(config, tail)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
+
+
+# --- the credential vault: stored upstream credentials, and rotating the master key ------------------
+#
+# `creds` commands only read and delete rows, never decrypt, so they need no master key: revoking
+# must work wherever the database is reachable. `vault rotate` needs the current key, found the
+# way the gateway finds it (MCPGW_MASTER_KEY, else the key file).
+
+if TYPE_CHECKING:
+    from mcp_gateway.vault import CredentialInfo
+
+vault_app = typer.Typer(no_args_is_help=True, help="The credential vault: upstream credentials, encrypted at rest.")
+app.add_typer(vault_app, name="vault")
+creds_app = typer.Typer(
+    no_args_is_help=True, help="Stored per-user upstream credentials: list and revoke them (secrets are never shown)."
+)
+app.add_typer(creds_app, name="creds")
+
+CredentialKindChoice = Literal["headers", "oauth", "oauth_client"]
+"""`vault.CredentialKind`, spelled out so that typer can read it without importing the vault."""
+_STATE_COLORS = {"active": "green", "needs_reauth": "yellow"}
+IdentityOption = Annotated[
+    str | None,
+    typer.Option("--identity", help="An identity key: user:SUBJECT, vk:ID, session:HASH, shared or gateway."),
+]
+
+
+def _with_vault_store(config: Path | None, work: Callable[[Store], Awaitable[T]]) -> T:
+    """`_with_store`, with vault errors (a bad or wrong master key, an unreadable credential) as one error line."""
+    from mcp_gateway.vault import VaultError
+
+    async def guarded(store: Store) -> T:
+        try:
+            return await work(store)
+        except VaultError as exc:
+            raise _Failure(exc.message, 1) from None
+
+    return _with_store(config, guarded)
+
+
+def _credential_json(info: CredentialInfo) -> dict[str, Any]:
+    """A credential's metadata; `CredentialInfo` has no secret to leak."""
+    return asdict(info)
+
+
+@creds_app.command("list")
+def creds_list(
+    upstream: Annotated[str | None, typer.Option("--upstream", help="Only credentials for this upstream.")] = None,
+    identity: IdentityOption = None,
+    config: StoreConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Stored upstream credentials: whose, for which upstream, and whether they still work (never the secrets)."""
+    from datetime import UTC
+
+    from mcp_gateway.vault import list_credentials
+
+    async def fetch(store: Store) -> list[CredentialInfo]:
+        return await list_credentials(store, upstream=upstream, identity_key=identity)
+
+    infos = _with_vault_store(config, fetch)
+    if as_json:
+        _print_json([_credential_json(info) for info in infos])
+        return
+    if not infos:
+        console.print("no stored credentials" + (" match" if upstream or identity else " yet"), highlight=False)
+        return
+    now = datetime.now(UTC)
+    table = Table(
+        Column("id", no_wrap=True, min_width=32),  # what `creds revoke` takes: never cut short
+        Column("identity", overflow="fold", min_width=10),
+        Column("upstream", overflow="fold", min_width=8),
+        Column("kind", overflow="fold", min_width=5),
+        Column("state", overflow="fold", min_width=6),
+        Column("updated", overflow="fold", min_width=10),  # a narrow pipe wraps it after the date
+        Column("expires", overflow="fold", min_width=10),
+    )
+    for info in infos:
+        color = _STATE_COLORS.get(info.state, "red")
+        expires = _when(info.expires_at, "-")
+        if info.expires_at is not None and info.expires_at <= now:
+            expires = f"[dim]{expires} (past)[/dim]"
+        table.add_row(
+            info.id,
+            escape(info.identity_key),
+            escape(info.upstream),
+            escape(info.kind),
+            f"[{color}]{escape(info.state)}[/{color}]",
+            _when(info.updated_at),
+            expires,
+        )
+    console.print(table)
+    console.print(f"{len(infos)} credential(s); times in UTC", highlight=False)
+
+
+@creds_app.command("revoke")
+def creds_revoke(
+    credential_id: Annotated[
+        str | None,
+        typer.Argument(metavar="ID", help="The credential's id (see `mcpgw creds list`).", show_default=False),
+    ] = None,
+    identity: IdentityOption = None,
+    upstream: Annotated[str | None, typer.Option("--upstream", help="With --identity: the upstream.")] = None,
+    kind: Annotated[
+        CredentialKindChoice | None, typer.Option("--kind", help="With --identity: only this kind (default: all).")
+    ] = None,
+    config: StoreConfigOption = None,
+) -> None:
+    """Delete stored credentials: one by ID, or an identity's for an upstream (--identity with --upstream).
+
+    Nothing is decrypted, so no master key is needed. The gateway asks the owner for it again when next needed.
+    """
+    from mcp_gateway.vault import delete_credential, delete_credentials
+
+    if credential_id is not None and (identity is not None or upstream is not None or kind is not None):
+        _fail("give either a credential ID or --identity with --upstream, not both", 2)
+    if credential_id is None and (identity is None or upstream is None):
+        _fail("say what to revoke: a credential ID, or --identity KEY with --upstream NAME (see `mcpgw creds list`)", 2)
+
+    async def by_id(store: Store, wanted: str) -> str:
+        info = await delete_credential(store, wanted)
+        if info is None:
+            raise _Failure(f"no credential with id {wanted} (see `mcpgw creds list`)", 1)
+        return f"revoked the {info.kind} credential of {info.identity_key} for {info.upstream} (id {info.id})"
+
+    async def by_owner(store: Store, owner: str, target: str) -> str:
+        count = await delete_credentials(store, owner, target, kind)
+        if count == 0:
+            what = f"{kind} credential" if kind else "credentials"
+            raise _Failure(f"no {what} of {owner} for {target} (see `mcpgw creds list`)", 1)
+        return f"revoked {count} credential(s) of {owner} for {target}"
+
+    if credential_id is not None:
+        wanted = credential_id
+        message = _with_vault_store(config, lambda store: by_id(store, wanted))
+    else:
+        assert identity is not None and upstream is not None
+        owner, target = identity, upstream
+        message = _with_vault_store(config, lambda store: by_owner(store, owner, target))
+    console.print(escape(message), highlight=False)
+
+
+_ROTATE_HELP = "\n\n".join(
+    (
+        "Re-encrypt every stored credential under a new random master key (and a fresh data key).",
+        "The current key is found as the gateway finds it: MCPGW_MASTER_KEY, else the key file "
+        "(MCPGW_MASTER_KEY_FILE, else master.key next to the SQLite database, else ./.mcpgw/master.key). "
+        "All credentials are re-encrypted in one database transaction: a failure or crash leaves the vault "
+        "as it was, or fully rotated.",
+        "With a key file: the new key is first written to KEYFILE.new (mode 0600), then the database is "
+        "re-encrypted, then KEYFILE.new atomically replaces KEYFILE. If the command is stopped between the last "
+        "two steps, KEYFILE.new holds the working key (the gateway says so): run the command again to finish.",
+        "With MCPGW_MASTER_KEY: the new key is printed once on stdout, before the database changes, and stored "
+        "nowhere: set MCPGW_MASTER_KEY to it wherever gateways run.",
+        "Running gateways keep the old key in memory: restart them afterwards.",
+    )
+)
+
+
+@vault_app.command("rotate", help=_ROTATE_HELP)
+def vault_rotate(
+    config: StoreConfigOption = None,
+    new_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--new-key-file",
+            help="Write the new master key to this new file (mode 0600) instead: the current key file is left "
+            "alone, and with MCPGW_MASTER_KEY nothing is printed.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Re-encrypt every stored credential under a new random master key (and a fresh data key)."""
+    from mcp_gateway.vault import MASTER_KEY_ENV, default_key_file
+
+    url = _database_url(config)
+    try:
+        key_file = default_key_file(url)
+    except ConfigError as exc:
+        _fail(exc.message, 2)
+    from_environment = MASTER_KEY_ENV in os.environ
+    target = new_key_file if new_key_file is not None else (None if from_environment else key_file)
+    if new_key_file is not None and new_key_file.resolve() == key_file.resolve():
+        target = key_file  # the default, spelled out
+    elif new_key_file is not None and new_key_file.exists():
+        _fail(f"{new_key_file} already exists: --new-key-file must name a new file", 2)
+
+    message = _with_vault_store(config, lambda store: _rotate_vault(store, key_file, target))
+    console.print(escape(message), highlight=False)
+
+
+async def _rotate_vault(store: Store, key_file: Path, target: Path | None) -> str:
+    """The steps of `vault rotate`, ordered so that the key that unlocks the vault always exists somewhere."""
+    from mcp_gateway.store import StoreError
+    from mcp_gateway.vault import (
+        MASTER_KEY_ENV,
+        MasterKey,
+        Vault,
+        VaultError,
+        WrongMasterKey,
+        load_master_key,
+        pending_key_file,
+        rotate,
+    )
+    from mcp_gateway.vault.keyfile import replace_key_file, write_key_file
+
+    old = await load_master_key(os.environ, key_file, create=False)
+    try:
+        await Vault.open(store, old)
+    except WrongMasterKey:
+        if target is not None and await _finish_interrupted_rotation(store, target):
+            return (
+                f"finished an interrupted rotation: {target} now holds the master key that unlocks the vault "
+                "(nothing was re-encrypted now); restart running gateways"
+            )
+        raise
+    new = MasterKey.generate()
+    staged = None if target is None else pending_key_file(target)
+    if staged is None:
+        console.print("New master key (shown only now; it unlocks the vault once this command succeeds):")
+        console.print(new.encode(), markup=False, highlight=False)
+        sys.stdout.flush()
+    else:
+        try:
+            await anyio.to_thread.run_sync(write_key_file, staged, new.encode())
+        except OSError as exc:
+            raise _Failure(f"cannot write the new master key to {staged}: {exc.strerror}; nothing changed") from None
+    try:
+        count = await rotate(store, old, new)
+    except VaultError as exc:  # raised before anything was written: the transaction rolled back
+        if staged is not None:
+            await anyio.Path(staged).unlink(missing_ok=True)
+        raise _Failure(f"{exc.message}; the vault was not rotated", 1) from None
+    except StoreError as exc:
+        unused = f"the key printed above is unused, keep {MASTER_KEY_ENV}" if staged is None else f"{staged} is unused"
+        raise _Failure(
+            f"{exc.message}; the vault was not rotated ({unused}; if the old key no longer unlocks the vault, "
+            "the database committed just before the error: then use the new key)",
+            1,
+        ) from None
+    rotated = f"rotated the vault: {count} credential(s) re-encrypted under a new master key"
+    if staged is None or target is None:
+        return (
+            f"{rotated}. Set {MASTER_KEY_ENV} to the new key printed above wherever gateways run, then restart "
+            "them; the old key no longer unlocks the vault"
+        )
+    try:
+        await anyio.to_thread.run_sync(replace_key_file, staged, target)
+    except OSError as exc:
+        raise _Failure(
+            f"{rotated}, but {staged} could not be moved to {target} ({exc.strerror}): move it yourself, it holds "
+            "the only key that unlocks the vault",
+            1,
+        ) from None
+    if os.environ.get(MASTER_KEY_ENV):
+        return (
+            f"{rotated}. The new key is in {target} (mode 0600): set {MASTER_KEY_ENV} to its contents wherever "
+            "gateways run, then restart them"
+        )
+    if target != key_file:
+        return (
+            f"{rotated}. The new key is in {target} (mode 0600); {key_file} still holds the old key, which no "
+            f"longer unlocks the vault: set MCPGW_MASTER_KEY_FILE={target} (or move it there) and restart gateways"
+        )
+    return f"{rotated}. The new key replaced the one in {target}; restart running gateways to load it"
+
+
+async def _finish_interrupted_rotation(store: Store, target: Path) -> bool:
+    """True if TARGET.new is what unlocks the vault (the database was rotated, the file not yet moved): move it."""
+    from mcp_gateway.vault import MasterKey, Vault, WrongMasterKey, pending_key_file
+    from mcp_gateway.vault.keyfile import read_key_file, replace_key_file
+
+    staged = pending_key_file(target)
+    text = await anyio.to_thread.run_sync(read_key_file, staged)
+    if text is None:
+        return False
+    try:
+        await Vault.open(store, MasterKey.decode(text, source=f"master key file {staged}"))
+    except WrongMasterKey:
+        return False
+    await anyio.to_thread.run_sync(replace_key_file, staged, target)
+    return True
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer, LargeBinary, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -117,3 +117,45 @@ class StoreRevision(SQLModel, table=True):
 
     id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     revision: int = 0
+
+
+class VaultKey(SQLModel, table=True):
+    """A data key of the credential vault, stored only wrapped (AES-GCM) under the master key.
+
+    `key_check` is derived one-way from the master key, so a wrong master key is told apart from a
+    damaged wrapped key. Normally there is exactly one row; rotation replaces it in one transaction.
+    """
+
+    __tablename__ = "vault_key"
+
+    id: str = Field(primary_key=True)
+    wrapped_key: bytes = Field(sa_type=LargeBinary, nullable=False)
+    nonce: bytes = Field(sa_type=LargeBinary, nullable=False)
+    key_check: bytes = Field(sa_type=LargeBinary, nullable=False)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class StoredCredential(SQLModel, table=True):
+    """One identity's credential for one upstream, encrypted under a vault data key (`key_id`).
+
+    The ciphertext's associated data binds it to (identity_key, upstream, kind), so a ciphertext
+    copied onto another row does not decrypt. RESTRICT: a data key cannot go while rows use it.
+    """
+
+    __tablename__ = "credential"
+    __table_args__ = (
+        UniqueConstraint("identity_key", "upstream", "kind", name="uq_credential_identity_key_upstream_kind"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    identity_key: str
+    upstream: str = Field(index=True)
+    kind: str
+    state: str
+    ciphertext: bytes = Field(sa_type=LargeBinary, nullable=False)
+    nonce: bytes = Field(sa_type=LargeBinary, nullable=False)
+    key_id: str = Field(foreign_key="vault_key.id", ondelete="RESTRICT", index=True)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    updated_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)

@@ -1,0 +1,45 @@
+"""The credential vault: per-identity upstream credentials (headers, OAuth tokens, OAuth client
+registrations), encrypted at rest with AES-256-GCM under a data key that is itself wrapped by a
+master key kept outside the database (`MCPGW_MASTER_KEY`, or a 0600 key file).
+
+At start-up: `vault = await open_vault(store)`. Listing and revoking need no master key
+(`list_credentials`, `delete_credential(s)`); `rotate` re-encrypts everything under a new one.
+"""
+
+from mcp_gateway.vault.crypto import MASTER_KEY_ENV, MasterKey
+from mcp_gateway.vault.errors import CredentialUnreadable, MasterKeyError, VaultError, WrongMasterKey
+from mcp_gateway.vault.keyfile import KEY_FILE_ENV, default_key_file, pending_key_file
+from mcp_gateway.vault.lifecycle import load_master_key, open_vault, rotate
+from mcp_gateway.vault.vault import (
+    Credential,
+    CredentialInfo,
+    CredentialKind,
+    CredentialState,
+    Vault,
+    delete_credential,
+    delete_credentials,
+    list_credentials,
+)
+
+__all__ = [
+    "KEY_FILE_ENV",
+    "MASTER_KEY_ENV",
+    "Credential",
+    "CredentialInfo",
+    "CredentialKind",
+    "CredentialState",
+    "CredentialUnreadable",
+    "MasterKey",
+    "MasterKeyError",
+    "Vault",
+    "VaultError",
+    "WrongMasterKey",
+    "default_key_file",
+    "delete_credential",
+    "delete_credentials",
+    "list_credentials",
+    "load_master_key",
+    "open_vault",
+    "pending_key_file",
+    "rotate",
+]
