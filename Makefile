@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: run test check lint pytest npm-peers bench clean
+.PHONY: run test check lint pytest npm-peers browser bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(PY)
 npm-peers:
 	bash scripts/install-npm-peers.sh
 
+# Debian's chromium for the Playwright form test (apt-get as root; no `playwright install` download).
+browser:
+	bash scripts/install-browser.sh
+
 # Starts the example streamable-HTTP upstream next to the gateway so the demo needs no network.
 run: $(VENV)/.installed
 	@$(PY) examples/servers/media_server.py --transport http --port 8931 >/dev/null 2>&1 & media=$$!; \
@@ -32,7 +36,7 @@ check: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check mcp_gateway llm_gateway tests examples benchmarks
 	$(BIN)/mypy
 
-pytest: $(VENV)/.installed-dev npm-peers
+pytest: $(VENV)/.installed-dev npm-peers browser
 	$(BIN)/pytest
 
 test: check pytest
