@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_gateway.config import UPSTREAM_NAME_PATTERN, UpstreamConfig
+from mcp_gateway.credentials.api import admin_credential_routes, caller_credential_routes
 from mcp_gateway.store import (
     UNSET,
     AuditEventRecord,
@@ -452,7 +453,9 @@ def create_admin_api(gateway: Gateway, *, token: str | None, insecure: bool = Fa
         )
         return AuditPage(items=[_audit_out(r) for r in records])
 
+    admin_credential_routes(gateway, router)
     api.include_router(router)
+    api.include_router(caller_credential_routes(gateway), responses=_ERRORS)
     return api
 
 
@@ -536,6 +539,9 @@ def redact(config: Mapping[str, Any]) -> dict[str, Any]:
         values = shown.get(name)
         if isinstance(values, Mapping):
             shown[name] = {k: v if _is_reference(v) else REDACTED for k, v in values.items()}
+    auth = shown.get("auth")
+    if isinstance(auth, Mapping) and auth.get("client_secret") and not _is_reference(auth["client_secret"]):
+        shown["auth"] = {**auth, "client_secret": REDACTED}
     return shown
 
 
@@ -562,6 +568,15 @@ def _stored_config(config: UpstreamConfig, *, previous: Mapping[str, Any], loc: 
                     f'"{REDACTED}" stands for a stored value and there is none; send the value or a ${{VAR}} reference',
                 )
             values[key] = before[key]
+    auth = stored.get("auth")
+    if isinstance(auth, dict) and auth.get("client_secret") == REDACTED:
+        previous_auth = previous.get("auth")
+        if not isinstance(previous_auth, Mapping) or not previous_auth.get("client_secret"):
+            raise _invalid(
+                (*loc, "auth", "client_secret"),
+                f'"{REDACTED}" stands for a stored value and there is none; send the value or a ${{VAR}} reference',
+            )
+        auth["client_secret"] = previous_auth["client_secret"]
     return stored
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+from fastapi import HTTPException
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
@@ -36,8 +37,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_gateway.audit import AuditEvent, AuditLog
 from mcp_gateway.clients import ClientConnections
-from mcp_gateway.config import GatewayConfig, ServerSettings, UpstreamConfig, expand_environment
-from mcp_gateway.errors import ConfigError
+from mcp_gateway.config import (
+    GatewayConfig,
+    ServerSettings,
+    SharedOAuth,
+    StdioUpstream,
+    UpstreamConfig,
+    expand_environment,
+)
+from mcp_gateway.credentials.broker import SHARED_PRINCIPAL, CredentialBroker
+from mcp_gateway.credentials.flows import FlowRegistry
+from mcp_gateway.credentials.routes import credential_routes
+from mcp_gateway.errors import ConfigError, CredentialRequired
 from mcp_gateway.guards import EnvelopeGuard, HostOriginGuard
 from mcp_gateway.identity import AuthError, Identity, IdentityMode, IdentityResolver, JwtVerifier, KeyGrant
 from mcp_gateway.keys import KeyCaches
@@ -53,6 +64,7 @@ from mcp_gateway.toolmodes.presenter import Presenter
 from mcp_gateway.toolmodes.search import META_TOOLS as SEARCH_META_TOOLS
 from mcp_gateway.toolmodes.search import SearchMode
 from mcp_gateway.upstreams.manager import UpstreamManager
+from mcp_gateway.vault import open_vault
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +86,10 @@ class Gateway:
     sessions: StreamableHTTPSessionManager
     app: Starlette
     database_url: str | None
+    resolver: IdentityResolver
+    flows: FlowRegistry
     store: Store | None = None
+    broker: CredentialBroker | None = None
     audit: AuditLog | None = None
     skipped_upstreams: dict[str, str] = field(default_factory=dict)
     _revision: int = -1
@@ -125,6 +140,19 @@ class Gateway:
             if changed:
                 await self.sync()
 
+    async def shared_consent_link(self, upstream: str, caller_base: str | None) -> str:
+        """The consent link an admin opens once for an `auth: oauth` upstream."""
+        connection = self.manager.connections.get(upstream)
+        config = connection.config if connection is not None else None
+        if config is None or isinstance(config, StdioUpstream) or not isinstance(config.auth, SharedOAuth):
+            raise HTTPException(409, f"upstream {upstream!r} does not use auth: oauth")
+        if self.broker is None:
+            raise HTTPException(503, "the gateway is starting or stopping; try again")
+        needed = await self.broker.consent_link(SHARED_PRINCIPAL, upstream, config.auth, config.url, caller_base)
+        if not isinstance(needed, CredentialRequired):
+            raise HTTPException(502, needed.message)
+        return needed.url
+
 
 def resolve_database_url(config: GatewayConfig, override: str | None = None) -> str | None:
     return override or os.environ.get("DATABASE_URL") or config.database_url
@@ -171,6 +199,7 @@ def create_gateway(
     caches = KeyCaches(find_key, find_user)
     jwt = JwtVerifier(config.auth.jwt) if config.auth.jwt else None
     resolver = IdentityResolver(config.auth, caches.key, caches.user, jwt)
+    flows = FlowRegistry()
 
     async def write_audit(events: Sequence[AuditEvent]) -> None:
         store = gateway_ref[0].store
@@ -253,6 +282,8 @@ def create_gateway(
         url = resolve_database_url(config, database_url)
         gateway.store = await open_store(url)
         try:
+            vault = await open_vault(gateway.store)
+            gateway.broker = manager.broker = CredentialBroker(vault, flows, public_url=config.server.public_url)
             await gateway.store.mirror_config(
                 {
                     name: (
@@ -278,6 +309,9 @@ def create_gateway(
                     await code_mode.close()
                     tg.cancel_scope.cancel()
         finally:
+            if gateway.broker is not None:
+                await gateway.broker.aclose()
+                gateway.broker = manager.broker = None
             await gateway.store.close()
 
     # Host/Origin (421/403), the caller (401), the caller's request rate (429, before the body is
@@ -288,6 +322,12 @@ def create_gateway(
         routes=[
             Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"]),
             Route("/healthz", endpoint=healthz, methods=["GET"]),
+            *credential_routes(
+                flows,
+                lambda: gateway.broker,
+                lambda: {name: c.config for name, c in manager.connections.items()},
+                manager.credential_stored,
+            ),
             Route("/readyz", endpoint=readyz, methods=["GET"]),
             *([Route("/metrics", endpoint=metrics.endpoint, methods=["GET"])] if metrics is not None else []),
         ],
@@ -315,6 +355,8 @@ def create_gateway(
         app=app,
         database_url=database_url,
         audit=audit,
+        resolver=resolver,
+        flows=flows,
     )
     gateway_ref.append(gateway)
     from mcp_gateway.admin_api import create_admin_api  # the admin API reads the Gateway it serves

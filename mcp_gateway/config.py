@@ -89,11 +89,84 @@ class StdioUpstream(_UpstreamBase):
     cwd: str | None = None
 
 
+class NoAuth(_Strict):
+    """Nothing beyond the static `headers` (which may themselves carry a shared token).
+
+    `type` has no default in any auth model: stored configs drop defaults, and the type must survive.
+    """
+
+    type: Literal["none", "headers"]
+
+
+class PerUserHeaders(_Strict):
+    """Each caller supplies their own values for these headers (via a gateway web form) the first time."""
+
+    type: Literal["per_user_headers"]
+    header_keys: list[str] = Field(min_length=1, description="Header names each caller must supply, e.g. X-Api-Token.")
+
+    @field_validator("header_keys")
+    @classmethod
+    def _header_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.match(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", name):
+                raise ValueError(f"{name!r} is not a valid HTTP header name")
+            if name.lower() in _CLIENT_ONLY_HEADERS:
+                raise ValueError(f"{name!r} is reserved for the gateway's own callers and is never sent upstream")
+        return value
+
+
+class OAuthClientSettings(_Strict):
+    """OAuth 2.1 (authorization code + PKCE) against the upstream's authorization server.
+
+    The server is discovered from the upstream (RFC 9728, then RFC 8414) unless given; the client
+    registers itself (RFC 7591) when the server allows it and no `client_id` is configured.
+    """
+
+    client_id: str | None = None
+    client_secret: str | None = None
+    scopes: list[str] = Field(default_factory=list)
+    authorization_server: str | None = Field(
+        default=None, description="Issuer URL, when the upstream does not advertise it (RFC 9728)."
+    )
+
+
+class SharedOAuth(OAuthClientSettings):
+    """One token for everybody: an admin authorizes once (`mcpgw upstream authorize NAME`)."""
+
+    type: Literal["oauth"]
+
+
+class PerUserOAuth(OAuthClientSettings):
+    """Each caller consents at the provider the first time; the gateway keeps and refreshes their tokens."""
+
+    type: Literal["per_user_oauth"]
+
+
+UpstreamAuth = Annotated[NoAuth | PerUserHeaders | SharedOAuth | PerUserOAuth, Field(discriminator="type")]
+_CLIENT_ONLY_HEADERS = frozenset(
+    {"authorization", "x-bf-vk", "x-api-key", "cookie", "x-bf-mcp-session-id", "host", "content-length"}
+)
+
+
 class _RemoteUpstream(_UpstreamBase):
     """A server reached over HTTP: a URL and static headers (which may hold `${VAR}` references)."""
 
     url: str
     headers: dict[str, str] = Field(default_factory=dict)
+    auth: UpstreamAuth = Field(
+        default_factory=lambda: NoAuth(type="none"),
+        description="none | headers | oauth | per_user_headers | per_user_oauth",
+    )
+    max_user_sessions: int = Field(
+        default=200, ge=1, description="Per-user upstreams: open sessions kept at most (idle ones are closed first)."
+    )
+    user_session_idle_timeout: float = Field(
+        default=300.0, gt=0, description="Per-user upstreams: seconds a session may sit unused before it is closed."
+    )
+
+    @property
+    def per_user(self) -> bool:
+        return isinstance(self.auth, PerUserHeaders | PerUserOAuth)
 
     @field_validator("url")
     @classmethod
@@ -159,6 +232,17 @@ class ServerSettings(_Strict):
     )
     max_body_bytes: int = Field(
         default=DEFAULT_MAX_BODY_BYTES, ge=1024, description="Largest request body /mcp accepts; larger ones get 413."
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="How users reach the gateway (e.g. https://mcpgw.example.com), for credential links and the "
+        "OAuth callback; default: the scheme and host each request came in on.",
+    )
+    credential_wait_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        description="How long a tool call waits for a person who accepted a URL elicitation to finish entering "
+        "credentials or signing in; 0: never elicit, always answer with the link.",
     )
 
     @field_validator("name_separator")
@@ -406,10 +490,15 @@ def expand_environment(config: GatewayConfig, environ: Mapping[str, str], *, sou
                 _check_http_url(url)
             except ValueError as exc:
                 raise ConfigError(f"{where}.url: {exc}") from None
+            auth = upstream.auth
+            if isinstance(auth, OAuthClientSettings) and auth.client_secret:
+                secret = _expand(auth.client_secret, environ, f"{where}.auth.client_secret")
+                auth = auth.model_copy(update={"client_secret": secret})
             expanded[name] = upstream.model_copy(
                 update={
                     "url": url,
                     "headers": {k: _expand(v, environ, f"{where}.headers.{k}") for k, v in upstream.headers.items()},
+                    "auth": auth,
                 }
             )
     return config.model_copy(update={"upstreams": expanded})

@@ -6,13 +6,18 @@ Hierarchy::
     ├── ConfigError            the configuration file or a CLI argument is invalid
     └── UpstreamError          something went wrong talking to one upstream server
         ├── UpstreamUnavailable    not connected (failed to start, crashed, disconnected)
-        └── UpstreamTimeout        did not answer within its configured call timeout
+        ├── UpstreamTimeout        did not answer within its configured call timeout
+        └── CredentialError        a per-user upstream cannot be called as this caller (yet)
+            ├── IdentityRequired       the caller is anonymous: there is nobody to hold a credential
+            └── CredentialRequired     the caller has no (working) credential: `url` collects one
 
 Foreign exceptions (from the MCP SDK, httpx2, anyio) are translated into these at the
 boundary where the gateway calls them, so clients only ever see messages we wrote.
 """
 
 from __future__ import annotations
+
+import anyio
 
 
 class GatewayError(Exception):
@@ -49,3 +54,24 @@ class UpstreamUnavailable(UpstreamError):
 
 class UpstreamTimeout(UpstreamError):
     """Raised when an upstream does not answer a call within its `timeout`."""
+
+
+class CredentialError(UpstreamError):
+    """Raised when a per-user upstream cannot be called with the caller's credentials."""
+
+
+class IdentityRequired(CredentialError):
+    """Raised when an anonymous caller uses a per-user upstream: a credential needs someone to belong to."""
+
+
+class CredentialRequired(CredentialError):
+    """Raised when the caller has no usable credential for an upstream yet.
+
+    `url` is the single-use link (gateway form or provider consent page) that collects one.
+    """
+
+    def __init__(self, upstream: str, message: str, *, url: str, done: anyio.Event | None = None) -> None:
+        super().__init__(upstream, message)
+        self.url = url
+        self.done = done
+        """Set once the credential is stored (lets a caller wait for the person to finish)."""

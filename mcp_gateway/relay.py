@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from mcp.server.session import ServerSession
 from mcp_types import RequestId
 
+from mcp_gateway.identity import Identity
+
 
 @dataclass(eq=False, slots=True)
 class Caller:
@@ -38,6 +40,10 @@ class Caller:
     connection_key: object
     """Identifies the client connection, so two requests of one client count as one caller."""
     progress_token: str | int | None = None
+    identity: Identity | None = None
+    """Who is calling: per-user upstreams pick the session (and credentials) by it."""
+    base_url: str | None = None
+    """How the caller reached the gateway (scheme://host[:port]), for links they can open."""
 
 
 CURRENT_CALLER: ContextVar[Caller | None] = ContextVar("mcpgw_current_caller", default=None)

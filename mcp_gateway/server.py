@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
@@ -19,6 +21,7 @@ import mcp_types as types
 from mcp import MCPError
 from mcp.server import NotificationOptions, Server, ServerRequestContext
 from mcp.server.models import InitializationOptions
+from mcp.shared.exceptions import NoBackChannelError
 from mcp_types import INVALID_PARAMS
 
 from mcp_gateway import __version__
@@ -26,7 +29,7 @@ from mcp_gateway.audit import AuditEvent, AuditLog
 from mcp_gateway.catalog import explicit_uri
 from mcp_gateway.clients import ClientConnections, connection_of
 from mcp_gateway.config import prefix_of
-from mcp_gateway.errors import UpstreamError, UpstreamUnavailable
+from mcp_gateway.errors import CredentialRequired, UpstreamError, UpstreamUnavailable
 from mcp_gateway.identity import Identity
 from mcp_gateway.policy import Policy, View
 from mcp_gateway.relay import CURRENT_CALLER, Caller
@@ -93,6 +96,7 @@ def build_server(
     mode_handlers: Mapping[ToolMode, ModeHandler] | None = None,
 ) -> GatewayServer:
     page_size = manager.config.server.page_size
+    credential_wait = manager.config.server.credential_wait_seconds
     present = presenter or Presenter(lambda upstream: ToolMode.DIRECT, {})
     handlers = mode_handlers or {}
 
@@ -129,7 +133,11 @@ def build_server(
             try:
                 if upstream is None:
                     raise UpstreamUnavailable(upstream_name, f"upstream {upstream_name!r} is not configured")
-                result = await _relayed(ctx, upstream, request)
+                result = await _relayed_with_credentials(ctx, upstream, request, credential_wait)
+            except CredentialRequired as exc:
+                # The link is a secret for the caller's eyes only: not in the audit trail.
+                audit.record(_event(identity, upstream_name, route.original, started, "error", "credential required"))
+                return _tool_error(exc.message)
             except UpstreamUnavailable as exc:
                 if attempt < len(candidates) and not exc.sent:
                     # A replica is down and never saw the request: the next one in the dedupe group
@@ -313,7 +321,14 @@ def build_server(
 
 async def _relayed(ctx: Ctx, upstream: UpstreamConnection, request: types.ClientRequest) -> dict[str, Any]:
     """Send `request` upstream on behalf of the client request `ctx`, relaying progress back."""
-    caller = Caller(session=ctx.session, request_id=ctx.request_id, connection_key=connection_of(ctx.session))
+    http_request = ctx.request
+    caller = Caller(
+        session=ctx.session,
+        request_id=ctx.request_id,
+        connection_key=connection_of(ctx.session),
+        identity=identity_of(ctx),
+        base_url=str(http_request.base_url).rstrip("/") if http_request is not None else None,
+    )
     meta = ctx.meta or {}
     wants_progress = meta.get("progress_token", meta.get("progressToken")) is not None
 
@@ -329,6 +344,56 @@ async def _relayed(ctx: Ctx, upstream: UpstreamConnection, request: types.Client
     # it again for handshake-era clients.
     result.setdefault("resultType", "complete")
     return result
+
+
+_URL_ELICITATION = types.ClientCapabilities(
+    elicitation=types.ElicitationCapability(url=types.UrlElicitationCapability())
+)
+
+
+async def _relayed_with_credentials(
+    ctx: Ctx, upstream: UpstreamConnection, request: types.ClientRequest, wait: float
+) -> dict[str, Any]:
+    """`_relayed`, and when the caller first has to hand over a credential, ask for it in-band.
+
+    Clients that support URL-mode elicitation (MCP 2025-11-25) get the link as an elicitation;
+    if the person accepts and finishes within `wait` seconds the call goes on as if nothing
+    happened. Otherwise (or for other clients) the link comes back in a tool error.
+    """
+    try:
+        return await _relayed(ctx, upstream, request)
+    except CredentialRequired as needed:
+        if wait <= 0 or not ctx.session.check_client_capability(_URL_ELICITATION):
+            raise
+        if not await _elicit_credential(ctx, needed, wait):
+            raise
+        return await _relayed(ctx, upstream, request)
+
+
+async def _elicit_credential(ctx: Ctx, needed: CredentialRequired, wait: float) -> bool:
+    """True once the flow behind `needed` has stored a credential; False if declined or not in time."""
+    done = needed.done
+    elicitation_id = uuid.uuid4().hex  # not the flow id: that is the secret part of the link
+    try:
+        answer = await ctx.session.elicit_url(
+            needed.message, needed.url, elicitation_id, related_request_id=ctx.request_id
+        )
+    except (MCPError, NoBackChannelError):
+        return False
+    if answer.action != "accept" or done is None:
+        return False
+    with anyio.move_on_after(wait):
+        await done.wait()
+    if not done.is_set():
+        return False
+    with contextlib.suppress(MCPError, NoBackChannelError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+        await ctx.session.send_notification(
+            types.ElicitCompleteNotification(
+                params=types.ElicitCompleteNotificationParams(elicitation_id=elicitation_id)
+            ),
+            related_request_id=ctx.request_id,
+        )
+    return True
 
 
 async def _relayed_or_error(ctx: Ctx, upstream: UpstreamConnection, request: types.ClientRequest) -> dict[str, Any]:

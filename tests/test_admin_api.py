@@ -146,6 +146,10 @@ async def test_the_openapi_schema_documents_every_endpoint_and_body() -> None:
         "/virtual-keys": {"get", "post"},
         "/virtual-keys/{id}": {"get", "put", "delete"},
         "/audit": {"get"},
+        "/credentials": {"get"},
+        "/credentials/{credential_id}": {"delete"},
+        "/mcp/client/{name}/authorize": {"post"},
+        "/me/credentials/{upstream}": {"delete"},
     }
     assert {path: set(methods) for path, methods in paths.items()} == expected
     models = set(schema["components"]["schemas"])

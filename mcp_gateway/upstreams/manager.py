@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
 
 from mcp_gateway.catalog import Catalog, Contribution
-from mcp_gateway.config import GatewayConfig, UpstreamConfig, prefix_of
+from mcp_gateway.config import GatewayConfig, SharedOAuth, StdioUpstream, UpstreamConfig, prefix_of
+from mcp_gateway.credentials.broker import SHARED_PRINCIPAL
 from mcp_gateway.errors import UpstreamUnavailable
 from mcp_gateway.upstreams.connection import LIVE_SETTINGS, ListKind, UpstreamConnection, UpstreamState
+from mcp_gateway.upstreams.per_user import PerUserUpstream
+from mcp_gateway.upstreams.shared_oauth import SharedOAuthUpstream
+
+if TYPE_CHECKING:
+    from mcp_gateway.credentials.broker import CredentialBroker
+    from mcp_gateway.credentials.flows import PendingFlow
 
 logger = logging.getLogger(__name__)
 
@@ -25,11 +33,10 @@ class UpstreamManager:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.separator = config.server.name_separator
+        self.broker: CredentialBroker | None = None
+        """Per-user credentials; set before per-user upstreams are started (it needs the store)."""
         self.connections: dict[str, UpstreamConnection] = {
-            name: UpstreamConnection(
-                name, upstream, on_change=self._on_upstream_change, on_resource_updated=self._on_resource_updated
-            )
-            for name, upstream in config.upstreams.items()
+            name: self._connection(name, upstream) for name, upstream in config.upstreams.items()
         }
         self._globals = _globals(self.connections)
         self.catalog = Catalog()
@@ -93,9 +100,9 @@ class UpstreamManager:
                 continue
             if existing is not None:
                 existing.stop()
-            connection = UpstreamConnection(
-                name, config, on_change=self._on_upstream_change, on_resource_updated=self._on_resource_updated
-            )
+                if self.broker is not None:
+                    self.broker.forget(name)
+            connection = self._connection(name, config)
             updated[name] = connection
             self._task_group.start_soon(connection.run, name=f"upstream:{name}")
         for name, connection in current.items():
@@ -104,6 +111,37 @@ class UpstreamManager:
         self.connections = updated
         self._globals = _globals(updated)
         await self.rebuild()
+
+    def _connection(self, name: str, config: UpstreamConfig) -> UpstreamConnection:
+        if not isinstance(config, StdioUpstream) and isinstance(config.auth, SharedOAuth):
+            return SharedOAuthUpstream(
+                name,
+                config,
+                config.auth,
+                broker=self.broker,
+                on_change=self._on_upstream_change,
+                on_resource_updated=self._on_resource_updated,
+            )
+        if not isinstance(config, StdioUpstream) and config.per_user:
+            return PerUserUpstream(
+                name,
+                config,
+                broker=self.broker,
+                on_change=self._on_upstream_change,
+                on_resource_updated=self._on_resource_updated,
+            )
+        return UpstreamConnection(
+            name, config, on_change=self._on_upstream_change, on_resource_updated=self._on_resource_updated
+        )
+
+    def credential_stored(self, flow: PendingFlow) -> None:
+        """A person just handed over a credential: a shared OAuth upstream connects now; a per-user one
+        whose tools are not known yet opens that person's session to learn them (clients hear list_changed)."""
+        connection = self.connections.get(flow.upstream)
+        if isinstance(connection, PerUserUpstream):
+            connection.prime(flow.identity_key)
+        elif connection is not None and flow.identity_key == SHARED_PRINCIPAL:
+            connection.reconnect()
 
     @property
     def globals(self) -> frozenset[str]:

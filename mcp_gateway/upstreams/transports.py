@@ -34,12 +34,15 @@ _TIMEOUT_KEYS = ("connect", "read", "write", "pool")
 Streams = tuple[Any, Any]
 
 
-def open_transport(config: StdioUpstream | HttpUpstream | SseUpstream) -> AbstractAsyncContextManager[Streams]:
+def open_transport(
+    config: StdioUpstream | HttpUpstream | SseUpstream, auth: httpx2.Auth | None = None
+) -> AbstractAsyncContextManager[Streams]:
+    """`auth` (HTTP kinds only) adds a caller's credentials to every request of the session."""
     if isinstance(config, StdioUpstream):
         return _stdio(config)
     if isinstance(config, HttpUpstream):
-        return _streamable_http(config)
-    return _sse(config)
+        return _streamable_http(config, auth)
+    return _sse(config, auth)
 
 
 @asynccontextmanager
@@ -50,7 +53,7 @@ async def _stdio(config: StdioUpstream) -> AsyncIterator[Streams]:
 
 
 @asynccontextmanager
-async def _streamable_http(config: HttpUpstream) -> AsyncIterator[Streams]:
+async def _streamable_http(config: HttpUpstream, auth: httpx2.Auth | None) -> AsyncIterator[Streams]:
     timeout = httpx2.Timeout(config.connect_timeout, read=_STREAM_READ_TIMEOUT)
     # Enough keep-alive connections for a burst of concurrent calls: opening a new TCP
     # connection per call costs more than the call itself on loopback.
@@ -61,6 +64,7 @@ async def _streamable_http(config: HttpUpstream) -> AsyncIterator[Streams]:
             headers=config.headers,
             timeout=timeout,
             transport=transport,
+            auth=auth,
             # The SDK sends each POST from the calling task's context: its span becomes the parent.
             event_hooks={"request": [inject_trace_headers]},
         ) as client,
@@ -70,10 +74,11 @@ async def _streamable_http(config: HttpUpstream) -> AsyncIterator[Streams]:
 
 
 @asynccontextmanager
-async def _sse(config: SseUpstream) -> AsyncIterator[Streams]:
+async def _sse(config: SseUpstream, auth: httpx2.Auth | None) -> AsyncIterator[Streams]:
     async with sse_client(
         config.url,
         headers=config.headers,
+        auth=auth,
         timeout=config.connect_timeout,
         sse_read_timeout=_STREAM_READ_TIMEOUT,
         httpx_client_factory=_traced_client,
