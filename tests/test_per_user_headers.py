@@ -221,7 +221,11 @@ async def test_twenty_identities_in_three_modes_never_use_each_others_credential
             callers.append({"Authorization": f"Bearer {created.json()['key']}"})
 
         async def enroll(i: int) -> None:
-            await fill_form(form_link(text_of(await whoami(gw, callers[i]))), {"X-Api-Token": f"iso-token-{i}"})
+            link = form_link(text_of(await whoami(gw, callers[i])))
+            if i == 1:  # the form names whom the credential will belong to, so a forwarded link is noticed
+                page = (await http.get(link)).text
+                assert "They will be saved for <strong>the virtual key &#39;iso-1&#39; of user isolation-user-1" in page
+            await fill_form(link, {"X-Api-Token": f"iso-token-{i}"})
 
         async with anyio.create_task_group() as group:
             for i in range(20):

@@ -3,6 +3,7 @@ gateway, the SDK client, and a browser-like consent that follows the redirects b
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ import mcp_types as types
 import pytest
 
 from mcp_gateway.credentials.broker import IDENTITY_HINT
-from tests.conftest import RunningGateway, mcp_client, running_gateway, text_of, tool_names
+from tests.conftest import ADMIN_TOKEN, RunningGateway, mcp_client, running_gateway, text_of, tool_names
 from tests.oauth.fixtures import OAuthStack, complete_consent, oauth_stack
 
 pytestmark = pytest.mark.anyio
@@ -118,3 +119,45 @@ async def test_a_consent_link_works_once_and_only_for_its_flow(stack: OAuthStack
         await sign_in(gw, "dave")
         with anyio.fail_after(30):
             assert (await call(gw, "dave", "wiki-whoami")).structured_content == {"user": "dave"}
+
+
+async def test_tokens_are_neither_in_the_database_file_nor_in_the_logs(
+    stack: OAuthStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with running_gateway({"wiki": per_user_oauth(stack)}) as gw:
+        await sign_in(gw, "erin")
+        assert (await call(gw, "erin", "wiki-whoami")).structured_content == {"user": "erin"}
+        database = gw.gateway.database_url
+        assert database is not None
+        stored = await anyio.Path(database.split(":///", 1)[1]).read_bytes()
+    issued = list(stack.auth_server.tokens_by_refresh.values())
+    secrets = [t.access_token for t in issued] + [t.refresh_token for t in issued if t.refresh_token]
+    secrets += [c.client_secret for c in stack.auth_server.clients.values() if c.client_secret]
+    assert issued and secrets
+    # The authorization server runs in this process too; its own (authlib server) log lines are not the gateway's.
+    gateway_records = [r for r in caplog.records if not r.name.startswith(("authlib.oauth2.rfc6749.grants", "tests."))]
+    for secret in secrets:
+        assert secret.encode() not in stored
+        leaks = [f"{r.name}: {r.getMessage()[:300]}" for r in gateway_records if secret in r.getMessage()]
+        assert not leaks, leaks
+
+
+async def test_a_shared_oauth_upstream_waits_for_an_admin_to_sign_in_once(stack: OAuthStack) -> None:
+    shared = {"transport": "http", "url": stack.upstream.url, "auth": {"type": "oauth"}}
+    async with running_gateway({"wiki": shared}) as gw, httpx2.AsyncClient(base_url=gw.base_url) as http:
+        connection = gw.gateway.manager.connections["wiki"]
+        assert connection.state.value == "needs_reauth"
+        assert "mcpgw upstream authorize wiki" in (connection.last_error or connection.history[-1].reason)
+        assert (await http.post("/api/mcp/client/wiki/authorize")).status_code == 401
+        answer = await http.post("/api/mcp/client/wiki/authorize", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert answer.status_code == 200, answer.text
+        async with httpx2.AsyncClient(timeout=30) as browser:
+            landed = await complete_consent(answer.json()["url"], "platform-admin", browser)
+        assert landed.status_code == 200 and "You can return to your client" in landed.text
+        with anyio.fail_after(15):
+            while connection.state.value != "connected":
+                await anyio.sleep(0.05)
+        # Everybody (even anonymous callers) uses the one shared token.
+        assert (await call(gw, None, "wiki-whoami")).structured_content == {"user": "platform-admin"}
+        assert (await call(gw, "someone", "wiki-whoami")).structured_content == {"user": "platform-admin"}

@@ -42,6 +42,21 @@ CALLBACK_PATH = "/oauth/callback"
 FORM_PATH = "/forms/credentials/"
 
 
+def owner_label(identity: Identity | None) -> str:
+    """How the form names the credential's owner: something the person recognises (never a secret)."""
+    if identity is None:
+        return ""
+    if identity.virtual_key is not None:
+        owner = f"the virtual key '{identity.virtual_key.name}'"
+        return owner + (f" of user {identity.user_id}" if identity.user_id else "")
+    if identity.mode is IdentityMode.USER and identity.user_id:
+        email = identity.claims.get("email")
+        return f"user {identity.user_id}" + (f" ({email})" if isinstance(email, str) else "")
+    if identity.mode is IdentityMode.SESSION:
+        return "the MCP session id (x-bf-mcp-session-id) your client sends"
+    return ""
+
+
 def identity_key(identity: Identity | None, upstream: str, what: str) -> str:
     """The vault owner for this caller; anonymous callers have none and are told how to get one."""
     if identity is None or identity.mode is IdentityMode.ANONYMOUS or not identity.subject:
@@ -80,7 +95,9 @@ class CredentialBroker:
 
     # --- per-user headers -----------------------------------------------------------------------
 
-    async def headers(self, owner: str, upstream: str, auth: PerUserHeaders, caller_base: str | None) -> dict[str, str]:
+    async def headers(
+        self, owner: str, upstream: str, auth: PerUserHeaders, caller_base: str | None, owner_label: str = ""
+    ) -> dict[str, str]:
         """The caller's saved header values, or `CredentialRequired` with a link to the form."""
         credential = await self.vault.get(owner, upstream, HEADERS_KIND)
         if credential is not None and credential.state is CredentialState.ACTIVE:
@@ -88,12 +105,19 @@ class CredentialBroker:
             if all(isinstance(values.get(key), str) and values[key] for key in auth.header_keys):
                 return {key: values[key] for key in auth.header_keys}
         refused = credential is not None and credential.state is CredentialState.NEEDS_REAUTH
-        raise self._form_link(owner, upstream, auth, caller_base, refused=refused)
+        raise self._form_link(owner, upstream, auth, caller_base, refused=refused, owner_label=owner_label)
 
     def _form_link(
-        self, owner: str, upstream: str, auth: PerUserHeaders, caller_base: str | None, *, refused: bool
+        self,
+        owner: str,
+        upstream: str,
+        auth: PerUserHeaders,
+        caller_base: str | None,
+        *,
+        refused: bool,
+        owner_label: str,
     ) -> CredentialRequired:
-        flow = self.flows.start(FlowKind.HEADERS, owner, upstream)
+        flow = self.flows.start(FlowKind.HEADERS, owner, upstream, owner_label=owner_label)
         url = f"{self.base_url(caller_base)}{FORM_PATH}{flow.id}"
         why = (
             f"{upstream} refused the credentials you saved"

@@ -35,6 +35,8 @@ class PendingFlow:
     identity_key: str
     upstream: str
     expires_at: float
+    owner_label: str = ""
+    """Whom the credential will belong to, in words the person recognises (shown on the form)."""
     csrf_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     data: dict[str, Any] = field(default_factory=dict)
     """Kind-specific state (OAuth: code verifier, endpoints, client); never logged."""
@@ -51,7 +53,13 @@ class FlowRegistry:
         self._flows: dict[str, PendingFlow] = {}
 
     def start(
-        self, kind: FlowKind, identity_key: str, upstream: str, data: dict[str, Any] | None = None
+        self,
+        kind: FlowKind,
+        identity_key: str,
+        upstream: str,
+        data: dict[str, Any] | None = None,
+        *,
+        owner_label: str = "",
     ) -> PendingFlow:
         """A new flow; an unexpired one for the same identity, upstream and kind is reused so repeated
         calls do not scatter live links."""
@@ -68,6 +76,7 @@ class FlowRegistry:
             upstream=upstream,
             expires_at=self._clock() + self.ttl,
             data=data or {},
+            owner_label=owner_label,
         )
         self._flows[flow.id] = flow
         return flow

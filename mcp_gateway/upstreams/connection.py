@@ -185,6 +185,7 @@ class UpstreamConnection:
                 self._record(UpstreamState.DISCONNECTED, "stopped")
                 break
             if self._reauth_reason is not None:
+                self.last_error = self._reauth_reason  # what a person must do beats the HTTP error
                 await self._lose(UpstreamState.NEEDS_REAUTH, self._reauth_reason)
                 # Retrying on a timer cannot help: wait until someone asks for a reconnect.
                 await self._reconnect_now.wait()

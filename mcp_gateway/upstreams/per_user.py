@@ -27,7 +27,13 @@ from mcp.shared.dispatcher import ProgressFnT
 
 from mcp_gateway.config import HttpUpstream, OAuthClientSettings, PerUserHeaders, SseUpstream, StdioUpstream
 from mcp_gateway.credentials import oauth
-from mcp_gateway.credentials.broker import HEADERS_KIND, OAUTH_KIND, CredentialBroker, identity_key
+from mcp_gateway.credentials.broker import (
+    HEADERS_KIND,
+    OAUTH_KIND,
+    CredentialBroker,
+    identity_key,
+    owner_label,
+)
 from mcp_gateway.errors import CredentialError, UpstreamUnavailable
 from mcp_gateway.relay import Caller
 from mcp_gateway.upstreams.connection import (
@@ -290,8 +296,10 @@ class PerUserUpstream(UpstreamConnection):
         if isinstance(auth, PerUserHeaders):
             header_auth = auth
 
+            label = owner_label(caller.identity if caller else None)
+
             async def headers(fresh: bool) -> dict[str, str]:
-                return await broker.headers(owner, self.name, header_auth, base)
+                return await broker.headers(owner, self.name, header_auth, base, label)
 
             return _cached_once(headers)
         assert isinstance(auth, OAuthClientSettings)

@@ -151,6 +151,7 @@ class _CredentialForm:
             status_code=status_code,
             title=f"Connect to {flow.upstream}",
             upstream=flow.upstream,
+            owner=flow.owner_label,
             action=request.url.path,
             csrf_field=CSRF_FIELD,
             csrf_token=flow.csrf_token,
