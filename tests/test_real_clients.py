@@ -16,11 +16,13 @@ import anyio
 import pytest
 
 from tests.conftest import CONFORMANCE_SERVER, NPM_BIN, ROOT, lab, running_gateway, upstream_process
+from tests.credential_flows import fill_form, form_link
 
 NODE = NPM_BIN / "node"
 CONFORMANCE = ROOT / ".cache" / "npm" / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
 INSPECTOR = NPM_BIN / "mcp-inspector"
 CLAUDE = NPM_BIN / "claude"
+KEYED_SERVER = ROOT / "tests" / "upstreams" / "keyed_server.py"
 
 ACTIVE_SCENARIOS = 30
 MIN_CHECKS = 40
@@ -142,3 +144,26 @@ async def test_claude_code_connects_with_a_virtual_key(tmp_path: Path) -> None:
     assert f"mcpgw: {gw.url} (HTTP) - \u2714 Connected" in connected, connected
     assert f"nokey: {gw.url} (HTTP) - \u2718 Failed to connect" in connected, "enforcement must refuse no key"
     assert f"mcpgw: {gw.url} (HTTP) - \u2718 Failed to connect" in disconnected, disconnected
+
+
+async def test_inspector_cli_gets_a_credential_link_then_calls_with_its_own_token(tmp_path: Path) -> None:
+    """Per-user headers with a client that is not the Python SDK: the link in the tool error, then success."""
+    require(INSPECTOR)
+    home = tmp_path / "home"
+    home.mkdir()
+    keyed = {"transport": "http", "auth": {"type": "per_user_headers", "header_keys": ["X-Api-Token"]}}
+    identity = ("--header", "x-bf-mcp-session-id: inspector-user")
+    call = ("--method", "tools/call", "--tool-name", "keyed-whoami", *identity)
+    async with (
+        upstream_process(KEYED_SERVER, env={"KEYED_OPEN_LISTING": "1"}) as url,
+        running_gateway({"keyed": {**keyed, "url": url}}) as gw,
+    ):
+        code, stdout, _ = await inspector(gw.url, home, *call)
+        assert code == 5, stdout  # the Inspector's exit code for a tool result with isError: true
+        first, _ = json.JSONDecoder().raw_decode(stdout.strip())
+        assert first.get("isError") is True
+        link = form_link(first["content"][0]["text"])
+        assert (await fill_form(link, {"X-Api-Token": "inspector-token"})).status_code == 200
+        second = inspector_json(*await inspector(gw.url, home, *call))
+    assert not second.get("isError", False), second
+    assert second["structuredContent"] == {"token": "inspector-token"}
