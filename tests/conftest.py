@@ -5,10 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import socket
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,12 +16,12 @@ import anyio
 import asyncpg
 import httpx2
 import pytest
-import uvicorn
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp_gateway.app import Gateway, create_gateway
 from mcp_gateway.config import GatewayConfig
+from tests.serving import free_port, serve_asgi
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB_SERVER = ROOT / "tests" / "upstreams" / "lab_server.py"
@@ -70,13 +69,6 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def stdio_upstream(script: Path = LAB_SERVER, **fields: Any) -> dict[str, Any]:
     """Config for an upstream the gateway starts itself; `env` may be passed in `fields`."""
     return {"transport": "stdio", "command": sys.executable, "args": [str(script)], **fields}
@@ -84,14 +76,6 @@ def stdio_upstream(script: Path = LAB_SERVER, **fields: Any) -> dict[str, Any]:
 
 def lab(**env: str) -> dict[str, Any]:
     return stdio_upstream(LAB_SERVER, env=dict(env))
-
-
-class _TestServer(uvicorn.Server):
-    """uvicorn without signal handlers: the test runner owns SIGINT."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 @dataclass
@@ -150,25 +134,8 @@ async def running_gateway(
 
 @contextlib.asynccontextmanager
 async def _serve(gateway: Gateway, port: int) -> AsyncIterator[RunningGateway]:
-    uv = _TestServer(
-        uvicorn.Config(gateway.app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False)
-    )
-
-    async def serve() -> None:
-        # Shielded: a failing test body cancels the task group, and uvicorn must still get to
-        # close its listening socket (an unclosed one fails a later test via ResourceWarning).
-        with anyio.CancelScope(shield=True):
-            await uv.serve()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(serve)
-        try:
-            with anyio.fail_after(30):
-                while not uv.started:
-                    await anyio.sleep(0.02)
-            yield RunningGateway(gateway=gateway, base_url=f"http://127.0.0.1:{port}")
-        finally:
-            uv.should_exit = True
+    async with serve_asgi(gateway.app, port) as base_url:
+        yield RunningGateway(gateway=gateway, base_url=base_url)
 
 
 @contextlib.asynccontextmanager

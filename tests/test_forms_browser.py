@@ -9,18 +9,17 @@ the filled form and of the result land in tests/artifacts/ (git-ignored) for a h
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import anyio
 import pytest
-import uvicorn
 from playwright.async_api import async_playwright
 from starlette.applications import Starlette
 
 from mcp_gateway.credentials.flows import FlowKind, FlowRegistry, PendingFlow
 from mcp_gateway.web.forms import credential_form_routes
-from tests.conftest import ROOT, _TestServer, free_port
+from tests.conftest import ROOT
+from tests.serving import free_port, serve_asgi
 
 pytestmark = pytest.mark.anyio
 
@@ -29,27 +28,9 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 KEYS = {"github": ["X-Api-Token", "X-Org"]}
 
 
-@contextlib.asynccontextmanager
-async def serving(app: Starlette) -> AsyncIterator[str]:
+def serving(app: Starlette) -> contextlib.AbstractAsyncContextManager[str]:
     """`app` on a free localhost port under uvicorn; yields its base URL."""
-    port = free_port()
-    server = _TestServer(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", access_log=False)
-    )
-
-    async def serve() -> None:
-        with anyio.CancelScope(shield=True):  # let uvicorn close its socket even if the test fails
-            await server.serve()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(serve)
-        try:
-            with anyio.fail_after(30):
-                while not server.started:
-                    await anyio.sleep(0.02)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
+    return serve_asgi(app, free_port(), lifespan="off")
 
 
 def require_chromium() -> None:

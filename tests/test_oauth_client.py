@@ -36,7 +36,6 @@ from mcp_gateway.credentials.oauth import (
     register_client,
     requested_scopes,
 )
-from tests.oauth import free_port
 from tests.oauth.authorization_server import MiniAuthorizationServer
 from tests.oauth.fixtures import (
     CallbackReceiver,
@@ -46,6 +45,7 @@ from tests.oauth.fixtures import (
     oauth_stack,
 )
 from tests.oauth.protected_upstream import token_hash
+from tests.serving import free_port
 
 pytestmark = pytest.mark.anyio
 

@@ -124,11 +124,7 @@ class CredentialBroker:
             if refused
             else f"{upstream} needs your own credentials ({', '.join(auth.header_keys)})"
         )
-        message = (
-            f"{why}. Open this link, enter them, then call the tool again: {url} "
-            f"(the link works once and expires in {self._ttl_minutes()} minutes)"
-        )
-        return CredentialRequired(upstream, message, url=url, done=flow.done)
+        return self._required(upstream, flow, url, f"{why}. Open this link, enter them")
 
     async def save_headers(self, flow: PendingFlow, values: Mapping[str, str]) -> None:
         await self.vault.put(flow.identity_key, flow.upstream, HEADERS_KIND, dict(values))
@@ -240,11 +236,7 @@ class CredentialBroker:
             if expired
             else f"{upstream} needs you to sign in with your own account"
         )
-        message = (
-            f"{why}. Open this link to authorize mcpgw, then call the tool again: {url} "
-            f"(the link works once and expires in {self._ttl_minutes()} minutes)"
-        )
-        return CredentialRequired(upstream, message, url=url, done=flow.done)
+        return self._required(upstream, flow, url, f"{why}. Open this link to authorize mcpgw")
 
     async def complete_oauth(self, state: str, code: str) -> PendingFlow:
         """The provider sent the caller back: exchange the code and keep the tokens for that flow's owner."""
@@ -293,5 +285,7 @@ class CredentialBroker:
     def _lock(self, owner: str, upstream: str) -> anyio.Lock:
         return self._locks.setdefault((owner, upstream), anyio.Lock())
 
-    def _ttl_minutes(self) -> int:
-        return max(1, round(self.flows.ttl / 60))
+    def _required(self, upstream: str, flow: PendingFlow, url: str, ask: str) -> CredentialRequired:
+        minutes = max(1, round(self.flows.ttl / 60))
+        message = f"{ask}, then call the tool again: {url} (the link works once and expires in {minutes} minutes)"
+        return CredentialRequired(upstream, message, url=url, done=flow.done)

@@ -53,7 +53,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from tests.oauth import free_port, serve_asgi
+from tests.serving import free_port, serve_asgi
 
 DEFAULT_INTROSPECTION_CLIENT = ("protected-upstream", "introspection-secret")
 """The resource server's credentials for /introspect; fixed so separately started processes agree on them."""

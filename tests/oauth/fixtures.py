@@ -32,9 +32,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from tests.oauth import free_port, serve_asgi
 from tests.oauth.authorization_server import MiniAuthorizationServer
 from tests.oauth.protected_upstream import ProtectedUpstream
+from tests.serving import free_port, serve_asgi
 
 
 @contextlib.asynccontextmanager

@@ -35,8 +35,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tests.oauth import free_port, serve_asgi
 from tests.oauth.authorization_server import DEFAULT_INTROSPECTION_CLIENT
+from tests.serving import free_port, serve_asgi
 
 PrmLocation = Literal["header", "path", "root", "none"]
 ROOT_METADATA_PATH = "/.well-known/oauth-protected-resource"
