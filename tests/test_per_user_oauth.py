@@ -4,9 +4,12 @@ gateway, the SDK client, and a browser-like consent that follows the redirects b
 from __future__ import annotations
 
 import logging
+import os
 import re
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -150,10 +153,16 @@ async def test_a_shared_oauth_upstream_waits_for_an_admin_to_sign_in_once(stack:
         assert connection.state.value == "needs_reauth"
         assert "mcpgw upstream authorize wiki" in (connection.last_error or connection.history[-1].reason)
         assert (await http.post("/api/mcp/client/wiki/authorize")).status_code == 401
-        answer = await http.post("/api/mcp/client/wiki/authorize", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
-        assert answer.status_code == 200, answer.text
+        # The admin's way in: `mcpgw upstream authorize` prints the consent link.
+        env = {**os.environ, "MCPGW_ADMIN_TOKEN": ADMIN_TOKEN}
+        mcpgw = str(Path(sys.executable).parent / "mcpgw")
+        done = await anyio.run_process(
+            [mcpgw, "upstream", "authorize", "wiki", "--url", gw.base_url], env=env, check=False
+        )
+        assert done.returncode == 0, done.stderr.decode()
+        link = done.stdout.decode().strip().splitlines()[-1]
         async with httpx2.AsyncClient(timeout=30) as browser:
-            landed = await complete_consent(answer.json()["url"], "platform-admin", browser)
+            landed = await complete_consent(link, "platform-admin", browser)
         assert landed.status_code == 200 and "You can return to your client" in landed.text
         with anyio.fail_after(15):
             while connection.state.value != "connected":
