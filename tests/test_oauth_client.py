@@ -1,4 +1,4 @@
-"""The gateway's OAuth client (mcp_gateway/credentials/oauth.py) against a real authorization server and a real
+"""The gateway's OAuth client (mcp_gateway/credentials/oauth/) against a real authorization server and a real
 OAuth-protected MCP upstream, over real sockets: discovery, registration, consent, code exchange, refresh."""
 
 from __future__ import annotations
