@@ -243,12 +243,19 @@ def start_stack(children: Children, workdir: Path) -> tuple[Child, Child, str, s
     gateway = children.start(
         "gateway",
         [mcpgw_cmd, "serve", "--config", str(config), "--port", str(gateway_port), "--log-level", "warning"],
+        env=_checkout_env(),
     )
     base = f"http://127.0.0.1:{gateway_port}"
     ready = wait_for_ready(gateway, base, STARTUP_TIMEOUT)
     if ready.get("tools", 0) < 1:
         raise BenchmarkError(f"gateway is ready but lists no tools: {ready}")
     return upstream, gateway, direct_url, base + "/mcp"
+
+
+def _checkout_env() -> dict[str, str]:
+    """This checkout's `mcp_gateway` first on the path: the venv may hold an editable install of another worktree."""
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT) + (os.pathsep + path if path else "")}
 
 
 # --------------------------------------------------------------------------------------------------------------
