@@ -35,6 +35,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mcp_gateway.answers import AnswerAsJson
 from mcp_gateway.audit import AuditEvent, AuditLog
 from mcp_gateway.clients import ClientConnections
 from mcp_gateway.config import (
@@ -316,7 +317,7 @@ def create_gateway(
 
     # Host/Origin (421/403), the caller (401), the caller's request rate (429, before the body is
     # read), the body (413, JSON-RPC parse/envelope errors); then the SDK transport.
-    guarded = EnvelopeGuard(StreamableHTTPASGIApp(sessions), config.server.max_body_bytes)
+    guarded = EnvelopeGuard(AnswerAsJson(StreamableHTTPASGIApp(sessions)), config.server.max_body_bytes)
     mcp_endpoint = HostOriginGuard(IdentityMiddleware(limit_requests(guarded, config.limits), resolver), security)
     app = Starlette(
         routes=[
