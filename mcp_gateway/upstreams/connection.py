@@ -50,6 +50,7 @@ from mcp_gateway.config import HttpUpstream, SseUpstream, StdioUpstream
 from mcp_gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from mcp_gateway.observability import upstream_span
 from mcp_gateway.relay import Caller, InFlight
+from mcp_gateway.upstreams.direct import DirectHttp, MergedInbound, NotDirect
 from mcp_gateway.upstreams.transports import Streams, open_transport
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ _RAW_RESULT: TypeAdapter[dict[str, Any]] = TypeAdapter(dict[str, Any])
 """Results are relayed as the upstream sent them: no model round trip, nothing dropped."""
 
 _MAX_LIST_PAGES = 1000
+_CANCEL_SECONDS = 2.0
+"""Bound on sending the courtesy cancel of an abandoned direct call."""
 HISTORY_LENGTH = 50
 """State changes kept per upstream (older ones are dropped)."""
 
@@ -149,6 +152,8 @@ class UpstreamConnection:
         self._open_transport = open_transport
         self._clock = clock
         self._session: ClientSession | None = None
+        self._direct: tuple[DirectHttp, MergedInbound] | None = None
+        """Plain POSTs for tools/call beside the session (streamable HTTP only), see `direct.py`."""
         self._wake = anyio.Event()
         self._stopping = False
         self._reconnect_now = anyio.Event()
@@ -179,6 +184,7 @@ class UpstreamConnection:
                 logger.warning("upstream %s: %s", self.name, self.last_error)
             finally:
                 self._session = None
+                self._direct = None
             self.first_attempt_done.set()
             if self._stopping:
                 self._drop_lists()
@@ -228,10 +234,17 @@ class UpstreamConnection:
         async with AsyncExitStack() as stack:
             # Transports connect lazily (or bound their own connect time), so the deadline covers
             # the first exchange; a cancel scope cannot wrap contexts that stay entered after it.
-            read, write = await stack.enter_async_context(self._open_transport(self.config))
+            read, write, *extra = await stack.enter_async_context(self._open_transport(self.config))
+            inbound: _WatchedStream | MergedInbound = _WatchedStream(read, self._wake)
+            direct = extra[0] if extra and isinstance(extra[0], DirectHttp) else None
+            if direct is not None:
+                inbound = MergedInbound(read, self._wake)
+                pumps = await stack.enter_async_context(anyio.create_task_group())
+                stack.callback(pumps.cancel_scope.cancel)  # runs first on the way out: the pump never ends by itself
+                pumps.start_soon(inbound.pump, name=f"inbound:{self.name}")
             session = await stack.enter_async_context(
                 ClientSession(
-                    _WatchedStream(read, self._wake),
+                    inbound,
                     write,
                     sampling_callback=self._relay_sampling,
                     elicitation_callback=self._relay_elicitation,
@@ -248,6 +261,7 @@ class UpstreamConnection:
                 self.protocol_version = result.protocol_version
                 await self._refresh(session, frozenset(ListKind))
             self._session = session
+            self._direct = (direct, inbound) if direct is not None and isinstance(inbound, MergedInbound) else None
             self.last_error = None
             self._reauth_reason = None  # whatever was asked for, these credentials work
             logger.info(
@@ -309,6 +323,7 @@ class UpstreamConnection:
     async def _lose(self, state: UpstreamState, reason: str) -> None:
         """Stop serving: drop the session and lists, then change state (a no-op when already there)."""
         self._session = None
+        self._direct = None
         self._drop_lists()
         await self._enter(state, reason)
 
@@ -430,6 +445,11 @@ class UpstreamConnection:
 
     # --- calls --------------------------------------------------------------------------------
 
+    @property
+    def calls_directly(self) -> bool:
+        """Whether tools/call goes out as a plain POST on the session (see `direct.py`)."""
+        return self._direct is not None and self._direct[0].ready
+
     def _live_session(self) -> ClientSession:
         session = self._session
         if session is None or self.state is not UpstreamState.CONNECTED:
@@ -454,6 +474,12 @@ class UpstreamConnection:
         session = self._live_session()
         with self.in_flight.track(caller), upstream_span(self.name, self.config.transport, request) as traced:
             try:
+                direct = self._direct
+                if direct is not None and progress is None and request.method == "tools/call" and direct[0].ready:
+                    try:
+                        return traced.result(await self._direct_request(session, *direct, request))
+                    except NotDirect:
+                        pass  # the upstream redirects: the SDK follows same-origin redirects
                 result = await session.send_request(
                     request,
                     _RAW_RESULT,  # type: ignore[type-var]  # a TypeAdapter of dict works at runtime
@@ -486,6 +512,42 @@ class UpstreamConnection:
                 raise UpstreamUnavailable(
                     self.name, f"upstream {self.name!r} connection is closed", sent=True
                 ) from None
+
+    async def _direct_request(
+        self, session: ClientSession, direct: DirectHttp, inbound: MergedInbound, request: types.ClientRequest
+    ) -> dict[str, Any]:
+        """`request` as one plain POST (see `direct.py`), failing the way `session.send_request` fails."""
+        request_id = direct.next_id()
+        params = request.params.model_dump(by_alias=True, mode="json", exclude_none=True) if request.params else {}
+        try:
+            with anyio.fail_after(self.config.timeout):
+                return await direct.request(request_id, request.method, params, inbound.deliver)
+        except TimeoutError:
+            await self._cancel_upstream(session, request_id, "timed out")
+            raise MCPError(REQUEST_TIMEOUT, f"no answer within {self.config.timeout:g}s") from None
+        except anyio.get_cancelled_exc_class():
+            await self._cancel_upstream(session, request_id, "the client cancelled")
+            raise
+        except httpx2.TransportError as exc:
+            # As with the SDK transport, a failed exchange ends the session: reconnect.
+            self._drop_reason = f"HTTP connection failed: {_describe(exc)}"
+            self._wake.set()
+            if isinstance(exc, httpx2.ConnectError):
+                raise UpstreamUnavailable(
+                    self.name, f"upstream {self.name!r} did not answer {request.method}: the connection closed"
+                ) from None
+            raise MCPError(CONNECTION_CLOSED, "Connection closed") from None
+
+    async def _cancel_upstream(self, session: ClientSession, request_id: str, reason: str) -> None:
+        """The courtesy `notifications/cancelled` the SDK sends for a request it stops waiting for."""
+        notification = types.CancelledNotification(
+            params=types.CancelledNotificationParams(request_id=request_id, reason=reason)
+        )
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_CANCEL_SECONDS):
+            try:
+                await session.send_notification(notification)
+            except Exception as exc:  # the session may be gone already; the upstream will notice
+                logger.debug("upstream %s: could not send cancel for %s: %s", self.name, request_id, exc)
 
     async def notify(self, notification: types.ClientNotification) -> None:
         session = self._session

@@ -1,8 +1,9 @@
 """Open the byte-level connection to an upstream, by transport kind.
 
 Each function yields the SDK's `(read_stream, write_stream)` pair; the caller owns the
-`ClientSession` on top. Keeping this apart from the connection lifecycle means a new transport
-kind is one function here and nothing else changes.
+`ClientSession` on top. Streamable HTTP adds a third element, a `DirectHttp` for plain POSTs on
+the same session (see `direct.py`). Keeping this apart from the connection lifecycle means a
+new transport kind is one function here and nothing else changes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from mcp_gateway.config import HttpUpstream, SseUpstream, StdioUpstream
 from mcp_gateway.observability import inject_trace_headers
+from mcp_gateway.upstreams.direct import DirectHttp
 
 # A server may hold a response stream open while a long tool runs, and the standalone GET
 # stream stays open for the whole session: reads must not time out at the HTTP layer. Call
@@ -31,7 +33,8 @@ _CLOSE_TIMEOUT = 2.0
 
 _TIMEOUT_KEYS = ("connect", "read", "write", "pool")
 
-Streams = tuple[Any, Any]
+Streams = tuple[Any, ...]
+"""`(read_stream, write_stream)`, plus a `DirectHttp` for streamable HTTP."""
 
 
 def open_transport(
@@ -68,9 +71,10 @@ async def _streamable_http(config: HttpUpstream, auth: httpx2.Auth | None) -> As
             # The SDK sends each POST from the calling task's context: its span becomes the parent.
             event_hooks={"request": [inject_trace_headers]},
         ) as client,
-        streamable_http_client(config.url, http_client=client) as streams,
+        streamable_http_client(config.url, http_client=client) as (read, write),
     ):
-        yield streams
+        transport.direct = DirectHttp(client, config.url)
+        yield read, write, transport.direct
 
 
 @asynccontextmanager
@@ -106,8 +110,12 @@ class _DrainingTransport(httpx2.AsyncBaseTransport):
 
     def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
         self._inner = inner
+        self.direct: DirectHttp | None = None
+        """Told the session headers of each request the SDK sends."""
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if self.direct is not None:
+            self.direct.observe(request)
         if request.method == "DELETE":
             request.extensions = {**request.extensions, "timeout": dict.fromkeys(_TIMEOUT_KEYS, _CLOSE_TIMEOUT)}
         response = await self._inner.handle_async_request(request)
