@@ -17,8 +17,10 @@ SSE response until the first event is known:
   ping): the held start goes out and the stream is passed on untouched from then on.
 
 So nothing that needs the stream loses it, and which way to answer is decided by what actually
-happens during the call rather than guessed beforehand. GET streams and other methods pass
-through unchanged.
+happens during the call rather than guessed beforehand. Only `tools/call` is answered this way
+(the method `EnvelopeGuard` found in the body): it is the hot path, and other requests keep
+the SDK's framing (conformance suites count SSE streams on `tools/list`, for instance). GET
+streams pass through unchanged.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import re
 
 import pydantic_core
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mcp_gateway.guards import JSONRPC_METHOD_KEY
 
 _SSE = b"text/event-stream"
 # Headers that describe the event stream, not the answer; the JSON answer gets its own length.
@@ -40,11 +44,16 @@ _LINE = re.compile(rb"\r\n|\r|\n")
 class AnswerAsJson:
     """ASGI middleware: a POST's SSE stream that would hold only the response becomes a JSON body."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, methods: frozenset[str] = frozenset({"tools/call"})) -> None:
         self.app = app
+        self.methods = methods
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or scope.get("state", {}).get(JSONRPC_METHOD_KEY) not in self.methods
+        ):
             await self.app(scope, receive, send)
             return
         held: Message | None = None

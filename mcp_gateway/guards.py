@@ -36,6 +36,8 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _JSON = "application/json"
+JSONRPC_METHOD_KEY = "mcpgw.jsonrpc_method"
+"""Where `EnvelopeGuard` leaves the `method` of a POSTed JSON-RPC message in the ASGI scope's state."""
 
 
 def error_response(
@@ -121,6 +123,9 @@ class EnvelopeGuard:
                 scope, receive, send
             )
             return
+        if isinstance(decoded, dict):
+            # For the layers behind (`answers.AnswerAsJson`), so they need not parse the body again.
+            scope.setdefault("state", {})[JSONRPC_METHOD_KEY] = decoded.get("method")
 
         replayed = False
 

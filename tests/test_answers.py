@@ -9,6 +9,7 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from mcp_gateway.answers import AnswerAsJson
+from mcp_gateway.guards import JSONRPC_METHOD_KEY
 
 pytestmark = pytest.mark.anyio
 
@@ -33,7 +34,7 @@ def sse_app(*chunks: bytes, headers: list[tuple[bytes, bytes]] = SSE_HEADERS) ->
     return app
 
 
-async def run(app: Any, method: str = "POST") -> list[Message]:
+async def run(app: Any, method: str = "POST", rpc_method: str = "tools/call") -> list[Message]:
     sent: list[Message] = []
 
     async def receive() -> Message:
@@ -42,7 +43,8 @@ async def run(app: Any, method: str = "POST") -> list[Message]:
     async def send(message: Message) -> None:
         sent.append(message)
 
-    await AnswerAsJson(app)({"type": "http", "method": method, "headers": []}, receive, send)
+    scope = {"type": "http", "method": method, "headers": [], "state": {JSONRPC_METHOD_KEY: rpc_method}}
+    await AnswerAsJson(app)(scope, receive, send)
     return sent
 
 
@@ -92,8 +94,9 @@ async def test_a_stream_that_ends_without_events_is_passed_on() -> None:
     assert sent[1]["more_body"] is False
 
 
-async def test_get_streams_and_json_answers_are_untouched() -> None:
+async def test_other_methods_get_streams_and_json_answers_are_untouched() -> None:
     assert (await run(sse_app(event(RESPONSE)), method="GET"))[0]["headers"] == SSE_HEADERS
+    assert (await run(sse_app(event(RESPONSE)), rpc_method="tools/list"))[0]["headers"] == SSE_HEADERS
     json_headers = [(b"content-type", b"application/json")]
     sent = await run(sse_app(RESPONSE, headers=json_headers))
     assert sent[0]["headers"] == json_headers
