@@ -41,7 +41,7 @@ from mcp import ClientSession, MCPError
 from mcp.client.session import ClientRequestContext
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import NoBackChannelError
-from mcp.shared.message import ServerMessageMetadata
+from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp_types import CONNECTION_CLOSED, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, REQUEST_TIMEOUT
 from pydantic import TypeAdapter, ValidationError
 
@@ -519,9 +519,22 @@ class UpstreamConnection:
         """`request` as one plain POST (see `direct.py`), failing the way `session.send_request` fails."""
         request_id = direct.next_id()
         params = request.params.model_dump(by_alias=True, mode="json", exclude_none=True) if request.params else {}
+
+        async def on_message(message: types.JSONRPCMessage) -> None:
+            if isinstance(message, types.JSONRPCNotification) and message.method == "notifications/message":
+                # Relayed before the answer goes back, as the SDK session's logging callback would be.
+                try:
+                    params = types.LoggingMessageNotificationParams.model_validate(message.params)
+                except ValidationError:
+                    logger.debug("upstream %s: malformed log message dropped", self.name)
+                    return
+                await self._relay_log(params)
+            else:
+                await inbound.deliver(SessionMessage(message))
+
         try:
             with anyio.fail_after(self.config.timeout):
-                return await direct.request(request_id, request.method, params, inbound.deliver)
+                return await direct.request(request_id, request.method, params, on_message)
         except TimeoutError:
             await self._cancel_upstream(session, request_id, "timed out")
             raise MCPError(REQUEST_TIMEOUT, f"no answer within {self.config.timeout:g}s") from None

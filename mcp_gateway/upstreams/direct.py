@@ -13,10 +13,12 @@ single largest cost of the hop.
 own requests carry (`observe` reads them off each outgoing request), a JSON-RPC id of its own
 (`mcpgw-<n>`, which cannot collide with the SDK's integers). The answer is checked the way the
 SDK checks it (`validate_server_result`, later-revision fields dropped). Whatever else arrives
-on the call's stream — log messages, server→client requests (sampling, elicitation, roots),
-other notifications — is handed to the SDK session (`deliver`) in the calling task's context,
-exactly as if it had come through the SDK transport, so relaying and attribution are
-unchanged.
+on the call's stream is handled in the calling task, in order, before the stream is read on:
+log messages are relayed to the caller right there (so they reach the client ahead of the
+answer, as through the SDK), anything else — server→client requests (sampling, elicitation,
+roots), other notifications — is handed to the SDK session (`MergedInbound.deliver`) with the
+calling task's context, exactly as if it had come through the SDK transport, so relaying and
+attribution are unchanged.
 
 Only used when it is plainly equivalent: a handshake-era session (2024-11-05 … 2025-11-25)
 whose headers have been seen, a call without a progress callback (progress stays with the
@@ -29,12 +31,13 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import itertools
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from typing import Any, cast
 
 import anyio
 import httpx2
 import pydantic_core
+from httpx2 import ServerSentEvent
 from mcp import MCPError
 from mcp.shared.message import SessionMessage
 from mcp_types import (
@@ -43,6 +46,7 @@ from mcp_types import (
     INVALID_REQUEST,
     PARSE_ERROR,
     ErrorData,
+    JSONRPCMessage,
     jsonrpc_message_adapter,
 )
 from mcp_types import methods as _methods
@@ -62,8 +66,8 @@ PROTOCOL_VERSION_HEADER = "mcp-protocol-version"
 _ACCEPT = "application/json, text/event-stream"
 _MAX_EVENT_BYTES = 1024 * 1024 * 64
 
-Deliver = Callable[[SessionMessage], Awaitable[None]]
-"""Hands a message from the upstream to the SDK session, in the calling task's context."""
+OnMessage = Callable[[JSONRPCMessage], Awaitable[None]]
+"""Handles a message that arrives on a call's stream before its answer, in the calling task."""
 
 
 class NotDirect(Exception):
@@ -96,7 +100,7 @@ class DirectHttp:
         return f"mcpgw-{next(self._ids)}"
 
     async def request(
-        self, request_id: str, method: str, params: Mapping[str, Any], deliver: Deliver
+        self, request_id: str, method: str, params: Mapping[str, Any], on_message: OnMessage
     ) -> dict[str, Any]:
         """Send one request and return its result as the upstream sent it (shaped like the SDK's).
 
@@ -119,10 +123,10 @@ class DirectHttp:
         if self.session_id is not None:
             headers[SESSION_ID_HEADER] = self.session_id
         async with self._client.stream("POST", self._url, content=body, headers=headers) as response:
-            raw = await self._answer(response, deliver)
+            raw = await self._answer(response, on_message)
         return _shaped(method, version, raw)
 
-    async def _answer(self, response: httpx2.Response, deliver: Deliver) -> dict[str, Any]:
+    async def _answer(self, response: httpx2.Response, on_message: OnMessage) -> dict[str, Any]:
         status = response.status_code
         if 300 <= status < 400:
             self._usable = False
@@ -145,19 +149,22 @@ class DirectHttp:
             return answer
         if not content_type.startswith("text/event-stream"):
             raise MCPError(INVALID_REQUEST, f"Unexpected content type: {content_type}")
-        async for event in httpx2.EventSource(response, max_event_size=_MAX_EVENT_BYTES):
-            if event.event != "message" or not event.data:
-                continue
-            answer = _response_of(event.data)
-            if answer is not None:
-                return answer
-            # Not our answer: a log message, a server→client request, a notification. The SDK
-            # session handles it as if it had arrived through its own transport.
-            try:
-                message = jsonrpc_message_adapter.validate_json(event.data, by_name=False)
-            except ValidationError:
-                continue
-            await deliver(SessionMessage(message))
+        source = httpx2.EventSource(response, max_event_size=_MAX_EVENT_BYTES)
+        # Closed here, not left to the event loop's async-generator finaliser, once the answer is in.
+        async with contextlib.aclosing(cast(AsyncGenerator[ServerSentEvent, None], aiter(source))) as events:
+            async for event in events:
+                if event.event != "message" or not event.data:
+                    continue
+                answer = _response_of(event.data)
+                if answer is not None:
+                    return answer
+                # Not our answer: a log message, a server→client request, a notification. Handled
+                # before the stream is read on, so it reaches the client ahead of the answer.
+                try:
+                    message = jsonrpc_message_adapter.validate_json(event.data, by_name=False)
+                except ValidationError:
+                    continue
+                await on_message(message)
         raise MCPError(CONNECTION_CLOSED, "SSE stream ended without a response")
 
 
