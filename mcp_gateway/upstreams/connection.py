@@ -51,6 +51,7 @@ from mcp_gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailab
 from mcp_gateway.observability import upstream_span
 from mcp_gateway.relay import Caller, InFlight
 from mcp_gateway.upstreams.direct import DirectHttp, MergedInbound, NotDirect
+from mcp_gateway.upstreams.streams import ReceiveStreamBase
 from mcp_gateway.upstreams.transports import Streams, open_transport
 
 logger = logging.getLogger(__name__)
@@ -665,7 +666,7 @@ class UpstreamConnection:
         }
 
 
-class _WatchedStream:
+class _WatchedStream(ReceiveStreamBase):
     """Wraps the transport's read stream to notice the end of the connection (e.g. a stdio child exiting)."""
 
     def __init__(self, inner: Any, on_end: anyio.Event) -> None:
@@ -684,26 +685,11 @@ class _WatchedStream:
             self._on_end.set()
             raise
 
-    def __aiter__(self) -> _WatchedStream:
-        return self
-
-    async def __anext__(self) -> Any:
-        try:
-            return await self.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
-
     async def aclose(self) -> None:
         await self._inner.aclose()
 
     def close(self) -> None:
         self._inner.close()
-
-    async def __aenter__(self) -> _WatchedStream:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
 
 async def _fetch_all(list_method: Callable[..., Awaitable[Any]], attribute: str) -> list[Any]:

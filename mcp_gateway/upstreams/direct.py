@@ -54,6 +54,8 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from opentelemetry import propagate
 from pydantic import ValidationError
 
+from mcp_gateway.upstreams.streams import ReceiveStreamBase
+
 try:  # how the SDK shapes a result for the negotiated version; without them, no direct path
     from mcp.client.session import _clamp_inbound_ttl, _later_revision_fields
 except ImportError:  # pragma: no cover - a future SDK moved them
@@ -204,7 +206,7 @@ def _shaped(method: str, version: str, raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-class MergedInbound:
+class MergedInbound(ReceiveStreamBase):
     """The SDK session's read stream: the transport's messages plus those direct calls `deliver`.
 
     Each message comes with the context of the task that sent it, as the SDK's own streams do
@@ -240,15 +242,6 @@ class MergedInbound:
         self.last_context = context
         return item
 
-    def __aiter__(self) -> MergedInbound:
-        return self
-
-    async def __anext__(self) -> Any:
-        try:
-            return await self.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
-
     async def aclose(self) -> None:
         await self._receive.aclose()
         await self._inner.aclose()
@@ -256,9 +249,3 @@ class MergedInbound:
     def close(self) -> None:
         self._receive.close()
         self._inner.close()
-
-    async def __aenter__(self) -> MergedInbound:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
