@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,9 +13,11 @@ import anyio
 import httpx2
 import mcp_types as types
 import pytest
+import structlog
 from mcp.client.session import ClientRequestContext
 
 from mcp_gateway.credentials.broker import IDENTITY_HINT
+from mcp_gateway.observability import configure_logging
 from tests.conftest import (
     ADMIN_TOKEN,
     RunningGateway,
@@ -249,3 +253,24 @@ async def test_twenty_identities_in_three_modes_never_use_each_others_credential
         assert not any(c.get("authorization") for c in upstream_calls)
         modes = {c["identity"].split(":")[0] for c in (await http.get("/api/credentials", headers=ADMIN)).json()}
         assert modes == {"vk", "user", "session"}
+
+
+async def test_a_saved_header_value_never_reaches_the_gateway_log_even_at_debug(keyed_url: str) -> None:
+    log = io.StringIO()
+    root = logging.getLogger()
+    level = root.level
+    handler = configure_logging("debug", stream=log)  # as `mcpgw serve --log-level debug` does
+    try:
+        async with running_gateway({"keyed": keyed(keyed_url)}) as gw:
+            me = {SESSION: "zeta"}
+            await fill_form(form_link(text_of(await whoami(gw, me))), {"X-Api-Token": "zeta-secret-token-9"})
+            async with mcp_client(gw.base_url + "/mcp", me) as client:
+                echoed = await client.call_tool("keyed-echo", {"text": "hello"})  # carries the header upstream
+            assert text_of(echoed) == "hello"
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        structlog.reset_defaults()
+    output = log.getvalue()
+    assert "stored per-user headers for keyed" in output and "keyed-echo" in output  # debug lines were captured
+    assert "zeta-secret-token-9" not in output
