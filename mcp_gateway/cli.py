@@ -1010,6 +1010,25 @@ def vault_rotate(
     console.print(escape(message), highlight=False)
 
 
+@vault_app.command("reset")
+def vault_reset(
+    config: StoreConfigOption = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Really delete every stored credential.")] = False,
+) -> None:
+    """For a lost master key: delete every stored credential and the vault's data key.
+
+    People are asked for their credentials again on their next call; shared OAuth upstreams need
+    `mcpgw upstream authorize` again. The next start creates a new data key under the current
+    master key (MCPGW_MASTER_KEY, or a new key file). Stop the gateway first.
+    """
+    from mcp_gateway.store.credentials import erase_vault
+
+    if not yes:
+        _fail("this deletes every stored credential; run again with --yes if the master key is lost", 2)
+    count = _with_store(config, erase_vault)
+    console.print(f"deleted {count} credential(s) and the vault's data key; the next start makes a new one")
+
+
 async def _rotate_vault(store: Store, key_file: Path, target: Path | None) -> str:
     """The steps of `vault rotate`, ordered so that the key that unlocks the vault always exists somewhere."""
     from mcp_gateway.store import StoreError

@@ -265,3 +265,18 @@ def test_rotate_refuses_bad_keys_with_one_line(tmp_path: Path) -> None:
 
     path.write_text(original)
     assert read_secrets(tmp_path, file_key(path)) == EXPECTED  # none of the failures changed anything
+
+
+def test_reset_after_a_lost_master_key_lets_the_gateway_start_over(tmp_path: Path) -> None:
+    seed(tmp_path)
+    path = key_file(tmp_path)
+    path.unlink()  # the key is lost: the vault cannot be opened with any other key
+    path.write_text(MasterKey.generate().encode())
+    path.chmod(0o600)
+    with pytest.raises(WrongMasterKey):
+        read_secrets(tmp_path, file_key(path))
+    refused = mcpgw(tmp_path, "vault", "reset")
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    result = ok(mcpgw(tmp_path, "vault", "reset", "--yes"))
+    assert "deleted 3 credential(s)" in result.stdout
+    assert read_secrets(tmp_path, file_key(path)) == {}  # a fresh data key under the current master key

@@ -241,6 +241,16 @@ async def replace_data_key(store: Store, rewrap: Rewrap) -> int:
     return len(updates)
 
 
+async def erase_vault(store: Store) -> int:
+    """Delete every credential and data key (the master key was lost); returns the credentials deleted."""
+    async with store._writing(bump=False) as session:
+        await _lock_vault(session, store.dialect)
+        count = len(list(await session.exec(select(StoredCredential.id))))
+        await session.exec(delete(StoredCredential))
+        await session.exec(delete(VaultKey))
+    return count
+
+
 # --- helpers ---------------------------------------------------------------------------------------
 
 
