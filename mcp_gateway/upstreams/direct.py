@@ -28,13 +28,16 @@ call goes through the SDK, which follows same-origin redirects.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import contextvars
 import itertools
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, cast
 
 import anyio
+import httpcore2
 import httpx2
 import pydantic_core
 from httpx2 import ServerSentEvent
@@ -56,6 +59,14 @@ from pydantic import ValidationError
 
 from mcp_gateway.upstreams.streams import ReceiveStreamBase
 
+try:  # httpx2's own SSE parser and error mapping, for the POST made on the client's connection pool
+    from httpx2._sse import _SSEParser
+    from httpx2._transports.default import map_httpcore_exceptions
+except ImportError:  # pragma: no cover - a future httpx2 moved them: the POST goes through the client
+    _raw_helpers = False
+else:
+    _raw_helpers = True
+
 try:  # how the SDK shapes a result for the negotiated version; without them, no direct path
     from mcp.client.session import _clamp_inbound_ttl, _later_revision_fields
 except ImportError:  # pragma: no cover - a future SDK moved them
@@ -67,6 +78,8 @@ SESSION_ID_HEADER = "mcp-session-id"
 PROTOCOL_VERSION_HEADER = "mcp-protocol-version"
 _ACCEPT = "application/json, text/event-stream"
 _MAX_EVENT_BYTES = 1024 * 1024 * 64
+_DRAIN_SECONDS = 0.05  # as `transports._DrainOnClose`: let the rest of an SSE answer in, keep the connection
+_httpx_logger = logging.getLogger("httpx2")
 
 OnMessage = Callable[[JSONRPCMessage], Awaitable[None]]
 """Handles a message that arrives on a call's stream before its answer, in the calling task."""
@@ -79,11 +92,20 @@ class NotDirect(Exception):
 class DirectHttp:
     """Plain POSTs on an upstream session the SDK's streamable-HTTP client opened and owns."""
 
-    def __init__(self, client: httpx2.AsyncClient, url: str) -> None:
+    def __init__(self, client: httpx2.AsyncClient, url: str, pool: httpcore2.AsyncConnectionPool | None = None) -> None:
+        """`pool`: the client's connection pool, when a request through the client would only add
+        its default and static headers and the trace headers (no auth, no proxy, no other hooks).
+        The POST then goes to the pool directly, see `_raw_request`."""
         self._client = client
         self._url = url
         self._ids = itertools.count(1)
         self._usable = _shape_helpers
+        self._pool = pool if _raw_helpers else None
+        parsed = httpx2.URL(url)
+        self._target = httpcore2.URL(
+            scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path
+        )
+        self._host = parsed.netloc
         self.session_id: str | None = None
         self.protocol_version: str | None = None
 
@@ -124,37 +146,122 @@ class DirectHttp:
         headers = {"accept": _ACCEPT, "content-type": "application/json", PROTOCOL_VERSION_HEADER: version}
         if self.session_id is not None:
             headers[SESSION_ID_HEADER] = self.session_id
-        async with self._client.stream("POST", self._url, content=body, headers=headers) as response:
-            raw = await self._answer(response, on_message)
+        client = self._client
+        if self._pool is not None and not client.is_closed and not client.cookies.jar:
+            raw = await self._raw_request(body, headers, on_message)
+        else:
+            async with client.stream("POST", self._url, content=body, headers=headers) as response:
+                raw = await self._answer(
+                    response.status_code,
+                    response.headers.get("content-type", ""),
+                    response.aread,
+                    lambda: _events(response),
+                    on_message,
+                )
         return _shaped(method, version, raw)
 
-    async def _answer(self, response: httpx2.Response, on_message: OnMessage) -> dict[str, Any]:
-        status = response.status_code
+    async def _raw_request(self, body: bytes, headers: dict[str, str], on_message: OnMessage) -> dict[str, Any]:
+        """The POST `client.stream` would send, handed to the client's connection pool directly.
+
+        Same request line and headers (the client's default and static headers, then ours, then
+        the trace headers its request hook adds), same timeouts, same pool (so the SDK's requests
+        and ours share keep-alive connections), transport errors mapped to httpx2's as its
+        transport maps them. Skipped: building httpx2's request and response models, the auth flow
+        and hooks. An answer that needs more than reading (a content encoding, cookies, a charset
+        other than UTF-8) is wrapped in an `httpx2.Response` and read through it.
+        """
+        assert self._pool is not None
+        propagate.inject(headers)  # what the client's `inject_trace_headers` request hook adds
+        merged = httpx2.Headers(self._client.headers)
+        merged.update(headers)
+        raw_headers = [(b"Host", self._host), (b"Content-Length", str(len(body)).encode()), *merged.raw]
+        request = httpcore2.Request(
+            b"POST",
+            self._target,
+            headers=raw_headers,
+            content=body,
+            extensions={"timeout": self._client.timeout.as_dict()},
+        )
+        with map_httpcore_exceptions():
+            response = await self._pool.handle_async_request(request)
+        body_stream = _Body(response.stream)
+        content_type = ""
+        try:
+            status = response.status
+            if _httpx_logger.isEnabledFor(logging.INFO):
+                reason = response.extensions.get("reason_phrase", b"")
+                version = response.extensions.get("http_version", b"HTTP/1.1")
+                _httpx_logger.info(
+                    'HTTP Request: POST %s "%s %d %s"', self._url, version.decode(), status, reason.decode()
+                )
+            plain = True
+            for key, value in response.headers:
+                name = key.lower()
+                if name == b"content-type":
+                    content_type = value.decode("latin-1")
+                elif name in (b"content-encoding", b"set-cookie"):
+                    plain = False
+            charset = content_type.partition(";")[2].lower()
+            if "charset" in charset and "utf-8" not in charset and "utf8" not in charset:
+                plain = False
+            if not plain:
+                wrapped = httpx2.Response(
+                    status,
+                    headers=response.headers,
+                    stream=_PoolStream(body_stream),
+                    extensions=response.extensions,
+                    request=httpx2.Request("POST", self._url, headers=raw_headers),
+                )
+                self._client.cookies.extract_cookies(wrapped)
+                return await self._answer(
+                    status, wrapped.headers.get("content-type", ""), wrapped.aread, lambda: _events(wrapped), on_message
+                )
+            return await self._answer(
+                status,
+                content_type,
+                lambda: _read_all(body_stream),
+                lambda: _raw_events(body_stream, content_type),
+                on_message,
+            )
+        finally:
+            try:
+                if content_type.lower().startswith("text/event-stream"):  # let the stream end: keep-alive
+                    await body_stream.drain()
+            finally:
+                await body_stream.aclose()
+
+    async def _answer(
+        self,
+        status: int,
+        content_type: str,
+        read: Callable[[], Awaitable[bytes]],
+        events: Callable[[], AsyncGenerator[ServerSentEvent, None]],
+        on_message: OnMessage,
+    ) -> dict[str, Any]:
         if 300 <= status < 400:
             self._usable = False
             raise NotDirect(f"HTTP {status} from {self._url}")
-        content_type = response.headers.get("content-type", "").lower()
+        content_type = content_type.lower()
         if status == 202:
             raise MCPError(INVALID_REQUEST, "server answered a request with 202 Accepted")
         if status >= 400:
             if content_type.startswith("application/json"):
-                error = _error_of(await response.aread())
+                error = _error_of(await read())
                 if error is not None:
                     raise MCPError.from_error_data(error)
             if status == 404:
                 raise MCPError(INVALID_REQUEST, "Session terminated" if self.session_id else "Not Found")
             raise MCPError(INTERNAL_ERROR, "Server returned an error response")
         if content_type.startswith("application/json"):
-            answer = _response_of(await response.aread())
+            answer = _response_of(await read())
             if answer is None:
                 raise MCPError(PARSE_ERROR, "Failed to parse JSON response")
             return answer
         if not content_type.startswith("text/event-stream"):
             raise MCPError(INVALID_REQUEST, f"Unexpected content type: {content_type}")
-        source = httpx2.EventSource(response, max_event_size=_MAX_EVENT_BYTES)
         # Closed here, not left to the event loop's async-generator finaliser, once the answer is in.
-        async with contextlib.aclosing(cast(AsyncGenerator[ServerSentEvent, None], aiter(source))) as events:
-            async for event in events:
+        async with contextlib.aclosing(events()) as stream:
+            async for event in stream:
                 if event.event != "message" or not event.data:
                     continue
                 answer = _response_of(event.data)
@@ -168,6 +275,76 @@ class DirectHttp:
                     continue
                 await on_message(message)
         raise MCPError(CONNECTION_CLOSED, "SSE stream ended without a response")
+
+
+def _events(response: httpx2.Response) -> AsyncGenerator[ServerSentEvent, None]:
+    source = httpx2.EventSource(response, max_event_size=_MAX_EVENT_BYTES)
+    return cast(AsyncGenerator[ServerSentEvent, None], aiter(source))
+
+
+class _Body:
+    """An httpcore2 response body, read through one iterator (as httpx2's response reads it)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._chunks: AsyncIterator[bytes] | None = None
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        if self._chunks is None:
+            self._chunks = self._stream.__aiter__()
+        return self._chunks
+
+    async def drain(self) -> None:
+        """What `transports._DrainOnClose` does: the rest of a body being read, briefly."""
+        if self._chunks is not None:
+            with anyio.move_on_after(_DRAIN_SECONDS), map_httpcore_exceptions():
+                async for _ in self._chunks:
+                    pass
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def _read_all(body: _Body) -> bytes:
+    with map_httpcore_exceptions():
+        return b"".join([chunk async for chunk in body.chunks()])
+
+
+async def _raw_events(body: _Body, content_type: str) -> AsyncGenerator[ServerSentEvent, None]:
+    """What `httpx2.EventSource` yields for a UTF-8 body without a content encoding."""
+    # `EventSource` wants exactly this media type (`_answer` only checked the prefix)
+    media_type = content_type.partition(";")[0].strip().lower()
+    if media_type != "text/event-stream":
+        raise httpx2.SSEError(f"Expected response with content type 'text/event-stream', got {media_type!r}.")
+    parser = _SSEParser(_MAX_EVENT_BYTES)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    with map_httpcore_exceptions():
+        async for chunk in body.chunks():
+            text = decoder.decode(chunk)
+            if text:
+                for event in parser.decode(text):
+                    yield event
+    text = decoder.decode(b"", True)
+    if text:
+        for event in parser.decode(text):
+            yield event
+    for event in parser.flush():
+        yield event
+
+
+class _PoolStream(httpx2.AsyncByteStream):
+    """An httpcore2 response stream as an httpx2 one (errors mapped), as httpx2's transport wraps it."""
+
+    def __init__(self, body: _Body) -> None:
+        self._body = body
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with map_httpcore_exceptions():
+            async for chunk in self._body.chunks():
+                yield chunk
+
+    async def aclose(self) -> None:
+        pass  # closed by `_raw_request`, after the drain
 
 
 def _response_of(data: str | bytes) -> dict[str, Any] | None:

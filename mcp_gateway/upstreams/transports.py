@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import anyio
+import httpcore2
 import httpx2
 from mcp import StdioServerParameters
 from mcp.client.sse import sse_client
@@ -73,8 +74,25 @@ async def _streamable_http(config: HttpUpstream, auth: httpx2.Auth | None) -> As
         ) as client,
         streamable_http_client(config.url, http_client=client) as (read, write),
     ):
-        transport.direct = DirectHttp(client, config.url)
+        transport.direct = DirectHttp(client, config.url, _plain_pool(client, config.url, transport, auth))
         yield read, write, transport.direct
+
+
+def _plain_pool(
+    client: httpx2.AsyncClient, url: str, transport: _DrainingTransport, auth: httpx2.Auth | None
+) -> httpcore2.AsyncConnectionPool | None:
+    """The connection pool `DirectHttp` may POST to directly: only when the client would add
+    nothing but headers to the request (no auth flow, no proxy mount, only the trace header hook)."""
+    inner = transport.inner
+    if auth is not None or not isinstance(inner, httpx2.AsyncHTTPTransport):
+        return None
+    try:
+        if client._transport_for_url(httpx2.URL(url)) is not transport:  # e.g. a proxy from the environment
+            return None
+    except AttributeError:  # pragma: no cover - a future httpx2
+        return None
+    pool = getattr(inner, "_pool", None)
+    return pool if isinstance(pool, httpcore2.AsyncConnectionPool) else None
 
 
 @asynccontextmanager
@@ -109,7 +127,7 @@ class _DrainingTransport(httpx2.AsyncBaseTransport):
     """
 
     def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
-        self._inner = inner
+        self.inner = inner
         self.direct: DirectHttp | None = None
         """Told the session headers of each request the SDK sends."""
 
@@ -118,13 +136,13 @@ class _DrainingTransport(httpx2.AsyncBaseTransport):
             self.direct.observe(request)
         if request.method == "DELETE":
             request.extensions = {**request.extensions, "timeout": dict.fromkeys(_TIMEOUT_KEYS, _CLOSE_TIMEOUT)}
-        response = await self._inner.handle_async_request(request)
+        response = await self.inner.handle_async_request(request)
         if request.method == "POST" and response.headers.get("content-type", "").startswith("text/event-stream"):
             response.stream = _DrainOnClose(response.stream)
         return response
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        await self.inner.aclose()
 
 
 class _DrainOnClose(httpx2.AsyncByteStream):
