@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from pathlib import Path
 
 import anyio
+import anyio.abc
+import httpx2
 import mcp_types as types
 import pytest
 
+from mcp_gateway.observability import inject_trace_headers
+from mcp_gateway.upstreams.direct import DirectHttp
+from mcp_gateway.upstreams.transports import _DrainingTransport, _plain_pool
 from tests.conftest import LAB_SERVER, mcp_client, running_gateway, text_of, upstream_process
 
 pytestmark = pytest.mark.anyio
@@ -93,3 +99,82 @@ async def test_an_upstream_dying_mid_call_fails_that_call_cleanly() -> None:
         crashed = await client.call_tool("fragile-crash", {})
         assert crashed.is_error and "'fragile'" in text_of(crashed)
         assert time.monotonic() - started < 5
+
+
+async def test_the_pool_path_reads_what_the_client_would_read() -> None:
+    """The POST made on the client's connection pool: same headers, gzip and cookies handled as httpx2 does."""
+    answer = json.dumps(
+        {"jsonrpc": "2.0", "id": "x", "result": {"content": [], "note": "é"}}, ensure_ascii=False
+    ).encode()
+    sse = b"event: message\r\ndata: " + answer + b"\r\n\r\n"
+    split = sse.index("é".encode()) + 1  # a chunk boundary inside a UTF-8 character
+    responses = [
+        [
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
+            b"%x\r\n%s\r\n" % (split, sse[:split]),
+            b"%x\r\n%s\r\n0\r\n\r\n" % (len(sse) - split, sse[split:]),
+        ],
+        [
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\n"
+            b"set-cookie: lb=7; Path=/\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(gzip.compress(answer)), gzip.compress(answer))
+        ],
+        [b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(answer), answer)],
+    ]
+    requests: list[bytes] = []
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+
+    async def serve(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            buffer = b""
+            while responses:
+                while b"\r\n\r\n" not in buffer:
+                    buffer += await stream.receive()
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                length = int(
+                    next(
+                        line.split(b":")[1]
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length")
+                    )
+                )
+                while len(buffer) < length:
+                    buffer += await stream.receive()
+                requests.append(head)
+                buffer = buffer[length:]
+                for part in responses.pop(0):
+                    await stream.send(part)
+                    await anyio.sleep(0.01)
+
+    url = f"http://127.0.0.1:{port}/mcp"
+    transport = _DrainingTransport(httpx2.AsyncHTTPTransport())
+    async with listener, anyio.create_task_group() as group:
+        group.start_soon(listener.serve, serve)
+        async with httpx2.AsyncClient(
+            headers={"X-Team": "blue"}, transport=transport, event_hooks={"request": [inject_trace_headers]}
+        ) as client:
+            pool = _plain_pool(client, url, transport, None)
+            assert pool is not None and _plain_pool(client, url, transport, httpx2.Auth()) is None
+            direct = DirectHttp(client, url, pool)
+            direct.protocol_version, direct.session_id = "2025-06-18", "s-1"
+
+            async def on_message(message: object) -> None:
+                raise AssertionError(message)
+
+            for _ in range(3):  # SSE split mid-character; gzip + cookie (read through httpx2); then the cookie is sent
+                result = await direct.request(direct.next_id(), "tools/call", {"name": "t"}, on_message)
+                assert result["note"] == "é"
+        group.cancel_scope.cancel()
+    assert len(requests) == 3  # one keep-alive connection for all three
+    first = requests[0].lower()
+    for header in (
+        b"host: 127.0.0.1:",
+        b"x-team: blue",
+        b"mcp-session-id: s-1",
+        b"mcp-protocol-version: 2025-06-18",
+        b"accept: application/json, text/event-stream",
+        b"content-type: application/json",
+    ):
+        assert header in first, header
+    assert b"cookie: lb=7" in requests[2].lower() and b"cookie" not in first

@@ -24,6 +24,14 @@ Only used when it is plainly equivalent: a handshake-era session (2024-11-05 …
 whose headers have been seen, a call without a progress callback (progress stays with the
 SDK, which owns the token bookkeeping). A redirect turns the path off for the upstream and the
 call goes through the SDK, which follows same-origin redirects.
+
+When the client would add nothing but headers to the POST (no auth flow, no proxy, only the
+trace header hook: `transports._plain_pool`), the POST skips httpx2's client machinery (request
+and response models, auth flow, hooks, cookie handling) and goes to the client's httpcore2
+connection pool with the headers the client would have sent: another ~0.6 ms CPU per call on
+the benchmark's gateway (`_raw_request`). Answers with a content encoding, cookies or a charset
+other than UTF-8 are still read through an `httpx2.Response`; once the upstream has set a
+cookie, calls go through the client again.
 """
 
 from __future__ import annotations
