@@ -122,10 +122,12 @@ async def test_the_pool_path_reads_what_the_client_would_read() -> None:
         [b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(answer), answer)],
     ]
     requests: list[bytes] = []
+    connections: list[object] = []
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
 
     async def serve(stream: anyio.abc.SocketStream) -> None:
+        connections.append(stream)
         async with stream:
             buffer = b""
             while responses:
@@ -166,7 +168,7 @@ async def test_the_pool_path_reads_what_the_client_would_read() -> None:
                 result = await direct.request(direct.next_id(), "tools/call", {"name": "t"}, on_message)
                 assert result["note"] == "é"
         group.cancel_scope.cancel()
-    assert len(requests) == 3  # one keep-alive connection for all three
+    assert len(requests) == 3 and len(connections) == 1  # one keep-alive connection for all three
     first = requests[0].lower()
     for header in (
         b"host: 127.0.0.1:",
