@@ -50,8 +50,8 @@ from mcp_gateway.config import HttpUpstream, SseUpstream, StdioUpstream
 from mcp_gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from mcp_gateway.observability import upstream_span
 from mcp_gateway.relay import Caller, InFlight
-from mcp_gateway.upstreams.direct import DirectHttp, MergedInbound, NotDirect
-from mcp_gateway.upstreams.streams import ReceiveStreamBase
+from mcp_gateway.upstreams.direct import DirectHttp, NotDirect
+from mcp_gateway.upstreams.streams import MergedInbound, ReceiveStreamBase
 from mcp_gateway.upstreams.transports import Streams, open_transport
 
 logger = logging.getLogger(__name__)

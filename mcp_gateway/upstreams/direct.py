@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import contextvars
 import itertools
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
@@ -50,7 +49,6 @@ import httpx2
 import pydantic_core
 from httpx2 import ServerSentEvent
 from mcp import MCPError
-from mcp.shared.message import SessionMessage
 from mcp_types import (
     CONNECTION_CLOSED,
     INTERNAL_ERROR,
@@ -64,8 +62,6 @@ from mcp_types import methods as _methods
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from opentelemetry import propagate
 from pydantic import ValidationError
-
-from mcp_gateway.upstreams.streams import ReceiveStreamBase
 
 try:  # httpx2's own SSE parser and error mapping, for the POST made on the client's connection pool
     from httpx2._sse import _SSEParser
@@ -389,48 +385,3 @@ def _shaped(method: str, version: str, raw: dict[str, Any]) -> dict[str, Any]:
     if not foreign.isdisjoint(raw):
         raw = {key: value for key, value in raw.items() if key not in foreign}
     return raw
-
-
-class MergedInbound(ReceiveStreamBase):
-    """The SDK session's read stream: the transport's messages plus those direct calls `deliver`.
-
-    Each message comes with the context of the task that sent it, as the SDK's own streams do
-    (`last_context`): handlers then run in the calling task's context, so `CURRENT_CALLER`
-    attributes relayed messages exactly. `pump` (a task of the connection's owner) moves the
-    transport's messages across; `on_end` is set when the transport's stream ends.
-    """
-
-    def __init__(self, inner: Any, on_end: anyio.Event) -> None:
-        self._inner = inner
-        self._on_end = on_end
-        self._send, self._receive = anyio.create_memory_object_stream[tuple[contextvars.Context | None, Any]](0)
-        self.last_context: contextvars.Context | None = None
-
-    async def pump(self) -> None:
-        async with self._send:
-            while True:
-                try:
-                    item = await self._inner.receive()
-                except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-                    return
-                await self._send.send((getattr(self._inner, "last_context", None), item))
-
-    async def deliver(self, message: SessionMessage) -> None:
-        await self._send.send((contextvars.copy_context(), message))
-
-    async def receive(self) -> Any:
-        try:
-            context, item = await self._receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._on_end.set()
-            raise
-        self.last_context = context
-        return item
-
-    async def aclose(self) -> None:
-        await self._receive.aclose()
-        await self._inner.aclose()
-
-    def close(self) -> None:
-        self._receive.close()
-        self._inner.close()

@@ -1,14 +1,17 @@
-"""The receive-stream protocol the SDK's `ClientSession` reads from, for our wrappers of its read stream.
+"""Our wrappers of the read stream the SDK's `ClientSession` consumes.
 
 `ClientSession` iterates its read stream and enters/closes it; a wrapper only has to say how to
-`receive` and how to `aclose`, and this base adds the rest of the protocol once.
+`receive` and how to `aclose`, and `ReceiveStreamBase` adds the rest of the protocol once.
+`MergedInbound` lets direct calls (`direct.py`) feed the session beside the transport.
 """
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any, Self
 
 import anyio
+from mcp.shared.message import SessionMessage
 
 
 class ReceiveStreamBase:
@@ -32,3 +35,48 @@ class ReceiveStreamBase:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+class MergedInbound(ReceiveStreamBase):
+    """The SDK session's read stream: the transport's messages plus those direct calls `deliver`.
+
+    Each message comes with the context of the task that sent it, as the SDK's own streams do
+    (`last_context`): handlers then run in the calling task's context, so `CURRENT_CALLER`
+    attributes relayed messages exactly. `pump` (a task of the connection's owner) moves the
+    transport's messages across; `on_end` is set when the transport's stream ends.
+    """
+
+    def __init__(self, inner: Any, on_end: anyio.Event) -> None:
+        self._inner = inner
+        self._on_end = on_end
+        self._send, self._receive = anyio.create_memory_object_stream[tuple[contextvars.Context | None, Any]](0)
+        self.last_context: contextvars.Context | None = None
+
+    async def pump(self) -> None:
+        async with self._send:
+            while True:
+                try:
+                    item = await self._inner.receive()
+                except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    return
+                await self._send.send((getattr(self._inner, "last_context", None), item))
+
+    async def deliver(self, message: SessionMessage) -> None:
+        await self._send.send((contextvars.copy_context(), message))
+
+    async def receive(self) -> Any:
+        try:
+            context, item = await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._on_end.set()
+            raise
+        self.last_context = context
+        return item
+
+    async def aclose(self) -> None:
+        await self._receive.aclose()
+        await self._inner.aclose()
+
+    def close(self) -> None:
+        self._receive.close()
+        self._inner.close()
