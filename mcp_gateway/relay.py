@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from mcp.server.session import ServerSession
 from mcp_types import RequestId
+from starlette.requests import Request
 
 from mcp_gateway.identity import Identity
 
@@ -42,8 +43,16 @@ class Caller:
     progress_token: str | int | None = None
     identity: Identity | None = None
     """Who is calling: per-user upstreams pick the session (and credentials) by it."""
-    base_url: str | None = None
-    """How the caller reached the gateway (scheme://host[:port]), for links they can open."""
+    http_request: Request | None = None
+    """The HTTP request the call came in on (None on stdio)."""
+
+    @property
+    def base_url(self) -> str | None:
+        """How the caller reached the gateway (scheme://host[:port]), for links they can open.
+
+        Derived on demand: only per-user upstreams that need a link ask, so ordinary calls pay nothing.
+        """
+        return str(self.http_request.base_url).rstrip("/") if self.http_request is not None else None
 
 
 CURRENT_CALLER: ContextVar[Caller | None] = ContextVar("mcpgw_current_caller", default=None)

@@ -321,13 +321,12 @@ def build_server(
 
 async def _relayed(ctx: Ctx, upstream: UpstreamConnection, request: types.ClientRequest) -> dict[str, Any]:
     """Send `request` upstream on behalf of the client request `ctx`, relaying progress back."""
-    http_request = ctx.request
     caller = Caller(
         session=ctx.session,
         request_id=ctx.request_id,
         connection_key=connection_of(ctx.session),
         identity=identity_of(ctx),
-        base_url=str(http_request.base_url).rstrip("/") if http_request is not None else None,
+        http_request=ctx.request,
     )
     meta = ctx.meta or {}
     wants_progress = meta.get("progress_token", meta.get("progressToken")) is not None
