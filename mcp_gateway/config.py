@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mcp_gateway.errors import ConfigError
-from mcp_gateway.identity import AuthSettings
+from mcp_gateway.identity import API_KEY_HEADER, SESSION_HEADER, VK_HEADER, AuthSettings
 from mcp_gateway.toolmodes.base import ToolMode
 
 UPSTREAM_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_]+$")
@@ -144,7 +144,7 @@ class PerUserOAuth(OAuthClientSettings):
 
 UpstreamAuth = Annotated[NoAuth | PerUserHeaders | SharedOAuth | PerUserOAuth, Field(discriminator="type")]
 _CLIENT_ONLY_HEADERS = frozenset(
-    {"authorization", "x-bf-vk", "x-api-key", "cookie", "x-bf-mcp-session-id", "host", "content-length"}
+    {"authorization", VK_HEADER, API_KEY_HEADER, SESSION_HEADER, "cookie", "host", "content-length"}
 )
 
 
