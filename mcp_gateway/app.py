@@ -56,8 +56,10 @@ from mcp_gateway.keys import KeyCaches
 from mcp_gateway.observability import Metrics, RequestContextMiddleware
 from mcp_gateway.policy import Policy
 from mcp_gateway.ratelimit import call_limits, limit_requests
+from mcp_gateway.sdk_server import end_session, is_running, open_sessions
 from mcp_gateway.server import IDENTITY_SCOPE_KEY, build_server
 from mcp_gateway.store import AuditEventIn, Store, open_store
+from mcp_gateway.supervisor import Supervisor, describe
 from mcp_gateway.toolmodes.base import ToolAccess, ToolMode
 from mcp_gateway.toolmodes.codemode import META_TOOLS as CODE_META_TOOLS
 from mcp_gateway.toolmodes.codemode import CodeMode
@@ -92,7 +94,10 @@ class Gateway:
     store: Store | None = None
     broker: CredentialBroker | None = None
     audit: AuditLog | None = None
+    supervisor: Supervisor = field(default_factory=Supervisor)
     skipped_upstreams: dict[str, str] = field(default_factory=dict)
+    store_error: str | None = None
+    """Why the store could not be read on the last poll; None while it answers."""
     _revision: int = -1
     _sync_lock: anyio.Lock = field(default_factory=anyio.Lock)
 
@@ -130,15 +135,22 @@ class Gateway:
         return upstreams
 
     async def watch_store(self) -> None:
+        """Poll the store's revision; apply changes made elsewhere. Also what `/readyz` knows of the store."""
         assert self.store is not None
         while True:
             await anyio.sleep(REVISION_POLL_SECONDS)
+            self.supervisor.checkpoint("store-watcher")
             try:
-                changed = await self.store.revision() != self._revision
-            except Exception:  # a database blip must not stop the watcher; log and retry next tick
-                logger.exception("cannot read the store revision")
+                revision = await self.store.revision()
+            except Exception as exc:  # a database outage must not stop the watcher: report it, retry next tick
+                if self.store_error is None:
+                    logger.error("cannot read the store: %s", describe(exc), exc_info=exc)
+                self.store_error = describe(exc)
                 continue
-            if changed:
+            if self.store_error is not None:
+                logger.warning("the store answers again (was: %s)", self.store_error)
+                self.store_error = None
+            if revision != self._revision:
                 await self.sync()
 
     async def shared_consent_link(self, upstream: str, caller_base: str | None) -> str:
@@ -165,10 +177,15 @@ def create_gateway(
     database_url: str | None = None,
     admin_token: str | None = None,
     insecure_admin: bool = False,
+    supervisor: Supervisor | None = None,
 ) -> Gateway:
-    """Build the gateway. `config` may still hold `${VAR}` references; they are expanded per upstream."""
-    manager = UpstreamManager(config.model_copy(update={"upstreams": {}}))
-    clients = ClientConnections()
+    """Build the gateway. `config` may still hold `${VAR}` references; they are expanded per upstream.
+
+    `supervisor` runs the background tasks; tests pass one with a short restart backoff.
+    """
+    supervisor = supervisor or Supervisor()
+    manager = UpstreamManager(config.model_copy(update={"upstreams": {}}), supervisor=supervisor)
+    clients = ClientConnections(checkpoint=supervisor.checkpoint)
     policy = Policy(config.server.name_separator, lambda: manager.globals)
     gateway_ref: list[Gateway] = []
 
@@ -219,18 +236,22 @@ def create_gateway(
     )
     audit = AuditLog(write_audit, observers=[metrics.observe] if metrics is not None else ())
 
-    async def refresh_identity(identity: Identity) -> Identity:
-        """The same caller with the grants the store holds now (a disabled or deleted key: none)."""
+    async def refresh_identity(identity: Identity) -> Identity | None:
+        """The same caller with the grants the store holds now; None once its key is disabled or deleted."""
         store = gateway_ref[0].store
         if store is None:
             return identity
         if identity.virtual_key is not None:
             record = await store.get_virtual_key(identity.virtual_key.id)
-            grants = dict(record.mcp_configs) if record is not None and record.active else {}
-            return dataclasses.replace(identity, grants=grants)
+            if record is None or not record.active:
+                return None
+            return dataclasses.replace(identity, grants={u: tuple(t) for u, t in record.mcp_configs.items()})
         if identity.mode is IdentityMode.USER and identity.user_id:
             return dataclasses.replace(identity, grants=await caches.user(identity.user_id, identity.claims))
         return identity
+
+    async def end_client_session(session_id: str) -> None:
+        await end_session(sessions, session_id)
 
     def mode_of(upstream: str) -> ToolMode:
         connection = manager.connections.get(upstream)
@@ -247,6 +268,7 @@ def create_gateway(
         refresh_identity,
         presenter,
         {ToolMode.SEARCH: SearchMode(), ToolMode.CODE: code_mode},
+        end_session=end_client_session,
     )
     server.middleware.extend(call_limits(config.limits))
     security = transport_security(config.server)
@@ -259,6 +281,9 @@ def create_gateway(
     )
 
     async def healthz(request: Request) -> JSONResponse:
+        """Liveness: cheap, and failing only when `/mcp` cannot be served at all (restart the process)."""
+        if not is_running(sessions):
+            return JSONResponse({"status": "failing", "reason": "the MCP session manager is not running"}, 503)
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> JSONResponse:
@@ -266,13 +291,24 @@ def create_gateway(
         upstreams += [
             {"name": name, "state": "invalid", "error": why} for name, why in gateway.skipped_upstreams.items()
         ]
-        ready = manager.ready and not gateway.skipped_upstreams
+        serving = is_running(sessions)
+        problems = [
+            *([] if serving else ["the MCP session manager is not running"]),
+            *([] if gateway.store_error is None else [f"store unreachable: {gateway.store_error}"]),
+            *(f"background task {t['name']} is {t['state']}" for t in supervisor.summary() if t["state"] != "running"),
+        ]
+        ready = manager.ready and not gateway.skipped_upstreams and serving and supervisor.healthy
+        ready = ready and gateway.store_error is None
         return JSONResponse(
             {
                 "status": "ready" if ready else "degraded",
+                "problems": problems,
                 "upstreams": upstreams,
                 "tools": len(manager.catalog.tools),
                 "clients": len(clients),
+                "sessions": {"running": serving, "open": open_sessions(sessions) if serving else 0},
+                "store": {"reachable": gateway.store_error is None, "error": gateway.store_error},
+                "tasks": supervisor.summary(),
                 "collisions": [c.describe() for c in manager.catalog.collisions],
             },
             status_code=200 if ready else 503,
@@ -297,15 +333,19 @@ def create_gateway(
             )
             async with anyio.create_task_group() as tg, sessions.run():
                 await tg.start(manager.run)
+                # Everything in this task group runs supervised: an exception in one of them would
+                # otherwise cancel the group, and with it the session manager serving /mcp.
+                supervisor.spawn(tg, "announcer", lambda: clients.run_announcer(supervisor.checkpoint), required=True)
                 await gateway.sync()
                 await manager.wait_first_attempts()
-                tg.start_soon(audit.run)
-                tg.start_soon(gateway.watch_store)
+                supervisor.spawn(tg, "audit-writer", lambda: audit.run(supervisor.checkpoint), required=True)
+                supervisor.spawn(tg, "store-watcher", gateway.watch_store, required=True)
                 summary = ", ".join(f"{c.name}={c.state.value}" for c in manager.connections.values())
                 logger.info("mcpgw ready: %d tools from %s", len(manager.catalog.tools), summary or "no upstreams")
                 try:
                     yield
                 finally:
+                    supervisor.stopping = True
                     manager.stop()
                     await code_mode.close()
                     tg.cancel_scope.cancel()
@@ -358,6 +398,7 @@ def create_gateway(
         audit=audit,
         resolver=resolver,
         flows=flows,
+        supervisor=supervisor,
     )
     gateway_ref.append(gateway)
     from mcp_gateway.admin_api import create_admin_api  # the admin API reads the Gateway it serves

@@ -49,6 +49,7 @@ class AuditLog:
         self._flush_every = flush_every
         self._buffer: list[AuditEvent] = []
         self._dropped = 0
+        self._failing = False
         # One write at a time: a flush that finds the buffer just taken by another must wait for
         # that write, or a reader flushing first (the admin API) would miss the events.
         self._flushing = anyio.Lock()
@@ -69,17 +70,27 @@ class AuditLog:
             batch, self._buffer = self._buffer, []
             try:
                 await self._sink(batch)
-            except Exception:  # a failing store must not take the gateway down; log and keep going
-                logger.exception("could not write %d audit events", len(batch))
+            except Exception as exc:  # a failing store must not take the gateway down: keep the events, retry
+                kept = batch[: max(0, _MAX_BUFFER - len(self._buffer))]
+                self._dropped += len(batch) - len(kept)
+                self._buffer[:0] = kept
+                if not self._failing:
+                    logger.error("could not write %d audit events (kept for the next try)", len(batch), exc_info=exc)
+                self._failing = True
+                return
+            if self._failing:
+                logger.warning("audit events are written again")
+                self._failing = False
             if self._dropped:
                 logger.warning("audit buffer was full: %d events were dropped", self._dropped)
                 self._dropped = 0
 
-    async def run(self) -> None:
+    async def run(self, checkpoint: Callable[[str], None] = lambda name: None) -> None:
         """Flush periodically until cancelled, then once more (shielded) so nothing recorded is lost."""
         try:
             while True:
                 await anyio.sleep(self._flush_every)
+                checkpoint("audit-writer")
                 await self.flush()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(10):

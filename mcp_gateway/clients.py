@@ -15,36 +15,38 @@ from typing import Any
 
 import anyio
 import mcp_types as types
+from mcp import MCPError
 from mcp.server.connection import Connection
 from mcp.server.session import ServerSession
+from mcp.shared.exceptions import NoBackChannelError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcp_gateway.identity import Identity, IdentityMode
+from mcp_gateway.sdk_server import connection_of
 from mcp_gateway.upstreams.connection import ListKind
 
 logger = logging.getLogger(__name__)
+
+Fingerprint = Callable[[Identity], Mapping[ListKind, object]]
+Refresh = Callable[[Identity], Awaitable[Identity | None]]
+EndSession = Callable[[str], Awaitable[None]]
 
 _REGISTERED = "mcpgw.registered"
 _IDENTITY = "mcpgw.identity"
 _SEEN = "mcpgw.seen"
 
 
-def connection_of(session: ServerSession) -> Connection:
-    """The per-client connection behind a request-scoped session.
-
-    The SDK (2.3) keeps it in a private attribute and offers no public accessor on the
-    low-level context; this is the one place that reaches for it.
-    """
-    connection: Connection = session._connection
-    return connection
-
-
 class ClientConnections:
     """Live client connections and their resource subscriptions."""
 
-    def __init__(self) -> None:
+    def __init__(self, checkpoint: Callable[[str], None] = lambda name: None) -> None:
         self._connections: dict[int, Connection] = {}
         self._subscriptions: dict[str, set[int]] = {}
+        self._checkpoint = checkpoint
+        self._pending = anyio.Event()
+        self._fingerprint: Fingerprint | None = None
+        self._refresh: Refresh | None = None
+        self._end_session: EndSession | None = None
 
     def __len__(self) -> int:
         return len(self._connections)
@@ -75,40 +77,79 @@ class ClientConnections:
         connection.exit_stack.callback(self._forget, key)
         return connection
 
-    async def announce_changes(
+    def configure_announcements(
         self,
-        fingerprint: Callable[[Identity], Mapping[ListKind, object]],
-        refresh: Callable[[Identity], Awaitable[Identity]] | None = None,
+        fingerprint: Fingerprint,
+        refresh: Refresh | None = None,
+        end_session: EndSession | None = None,
     ) -> None:
-        """Send `list_changed` for each kind whose fingerprint changed for that client's identity."""
-        notifications: dict[ListKind, types.ServerNotification] = {
-            ListKind.TOOLS: types.ToolListChangedNotification(),
-            ListKind.PROMPTS: types.PromptListChangedNotification(),
-            ListKind.RESOURCES: types.ResourceListChangedNotification(),
-        }
+        """How to judge what a client sees (`fingerprint`), re-read its grants (`refresh`: None when
+        its credential is no longer valid) and end the session of a caller who lost access."""
+        self._fingerprint = fingerprint
+        self._refresh = refresh
+        self._end_session = end_session
+
+    def request_announce(self) -> None:
+        """Ask the announcer to re-check every client soon; cheap, never blocks, never raises.
+
+        Callers are upstream owner tasks and the store watcher: notifying clients (which can be
+        slow, or fail for one client) must neither hold them up nor be able to break them.
+        """
+        self._pending.set()
+
+    async def run_announcer(self, checkpoint: Callable[[str], None] = lambda name: None) -> None:
+        """The one task that sends `list_changed`: runs until cancelled, coalescing requests."""
+        while True:
+            await self._pending.wait()
+            self._pending = anyio.Event()
+            checkpoint("announcer")
+            await self.announce_changes()
+
+    async def announce_changes(self) -> None:
+        """Send `list_changed` for each kind whose fingerprint changed for that client's identity.
+
+        Clients are handled one by one in isolation: a failure with one (a closed stream, a bug
+        in judging its view) is logged and affects that client only.
+        """
+        fingerprint = self._fingerprint
+        if fingerprint is None:
+            return
         cache: dict[object, Mapping[ListKind, object]] = {}
         async with anyio.create_task_group() as tg:
             for connection in list(self._connections.values()):
-                identity: Identity = connection.state[_IDENTITY]
-                if refresh is not None:
-                    # Grants may have changed since this client's last request (that is often why
-                    # we are here): judge its view by what it would be allowed now.
-                    identity = connection.state[_IDENTITY] = await refresh(identity)
-                cache_key = (
-                    identity.grants and tuple(sorted(identity.grants.items())),
-                    identity.include_clients,
-                    identity.include_tools,
-                    identity.mode is IdentityMode.ANONYMOUS,
-                )
-                current = cache.get(cache_key)
-                if current is None:
-                    current = cache[cache_key] = fingerprint(identity)
-                previous: Mapping[ListKind, object] = connection.state.get(_SEEN, {})
-                connection.state[_SEEN] = current
-                for kind, value in current.items():
-                    if previous.get(kind, value) != value:
-                        data = notifications[kind].model_dump(by_alias=True, mode="json", exclude_none=True)
-                        tg.start_soon(_notify, connection, data)
+                try:
+                    self._checkpoint(f"notify:{connection.session_id}")
+                    kinds = await self._changes_for(connection, fingerprint, cache)
+                except Exception:
+                    logger.exception("cannot judge list changes for client session %s", _short(connection))
+                    continue
+                for kind in kinds:
+                    tg.start_soon(_notify, connection, _NOTIFICATIONS[kind])
+
+    async def _changes_for(
+        self, connection: Connection, fingerprint: Fingerprint, cache: dict[object, Mapping[ListKind, object]]
+    ) -> list[ListKind]:
+        identity: Identity = connection.state[_IDENTITY]
+        if self._refresh is not None:
+            # Grants may have changed since this client's last request (that is often why we are
+            # here): judge its view by what it would be allowed now.
+            refreshed = await self._refresh(identity)
+            if refreshed is None:
+                # Its key was disabled or deleted: end the session (the client's next request is
+                # refused), rather than keep serving a stream to someone who lost access.
+                self._forget(id(connection))
+                if self._end_session is not None and connection.session_id is not None:
+                    logger.info("ending client session %s: its credential is no longer valid", _short(connection))
+                    await self._end_session(connection.session_id)
+                return []
+            identity = connection.state[_IDENTITY] = refreshed
+        key = _view_key(identity)
+        current = cache.get(key)
+        if current is None:
+            current = cache[key] = fingerprint(identity)
+        previous: Mapping[ListKind, object] = connection.state.get(_SEEN, {})
+        connection.state[_SEEN] = current
+        return [kind for kind, value in current.items() if previous.get(kind, value) != value]
 
     def _forget(self, key: int) -> None:
         self._connections.pop(key, None)
@@ -146,6 +187,37 @@ class ClientConnections:
                         tg.start_soon(_notify, connection, data)
 
 
+_NOTIFICATIONS: dict[ListKind, dict[str, Any]] = {
+    kind: notification.model_dump(by_alias=True, mode="json", exclude_none=True)
+    for kind, notification in (
+        (ListKind.TOOLS, types.ToolListChangedNotification()),
+        (ListKind.PROMPTS, types.PromptListChangedNotification()),
+        (ListKind.RESOURCES, types.ResourceListChangedNotification()),
+    )
+}
+
+
+def _view_key(identity: Identity) -> object:
+    """What decides a client's view, hashable: clients with equal keys see the same lists."""
+    grants = identity.grants
+    return (
+        None if grants is None else frozenset((upstream, tuple(tools)) for upstream, tools in grants.items()),
+        identity.include_clients,
+        identity.include_tools,
+        identity.mode is IdentityMode.ANONYMOUS,
+    )
+
+
+def _short(connection: Connection) -> str:
+    return (connection.session_id or "?")[:8]
+
+
 async def _notify(connection: Connection, data: dict[str, Any]) -> None:
+    """One notification to one client; a client that is gone or stuck only loses its own."""
     with anyio.move_on_after(5):
-        await connection.notify(data["method"], data.get("params"))
+        try:
+            await connection.notify(data["method"], data.get("params"))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, NoBackChannelError, MCPError) as exc:
+            logger.debug("client session %s did not take %s: %r", _short(connection), data["method"], exc)
+        except Exception:
+            logger.exception("cannot send %s to client session %s", data["method"], _short(connection))

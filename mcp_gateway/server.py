@@ -27,12 +27,13 @@ from mcp_types import INVALID_PARAMS
 from mcp_gateway import __version__
 from mcp_gateway.audit import AuditEvent, AuditLog
 from mcp_gateway.catalog import explicit_uri
-from mcp_gateway.clients import ClientConnections, connection_of
+from mcp_gateway.clients import ClientConnections
 from mcp_gateway.config import prefix_of
 from mcp_gateway.errors import CredentialRequired, UpstreamError, UpstreamUnavailable
 from mcp_gateway.identity import Identity
 from mcp_gateway.policy import Policy, View
 from mcp_gateway.relay import CURRENT_CALLER, Caller
+from mcp_gateway.sdk_server import connection_of
 from mcp_gateway.toolmodes.base import ModalTool, ToolAccess, ToolMode, UnknownTool
 from mcp_gateway.toolmodes.presenter import Presentation, Presenter
 from mcp_gateway.upstreams.connection import ListKind, UpstreamConnection, UpstreamState
@@ -91,9 +92,10 @@ def build_server(
     clients: ClientConnections,
     policy: Policy,
     audit: AuditLog,
-    refresh_identity: Callable[[Identity], Awaitable[Identity]] | None = None,
+    refresh_identity: Callable[[Identity], Awaitable[Identity | None]] | None = None,
     presenter: Presenter | None = None,
     mode_handlers: Mapping[ToolMode, ModeHandler] | None = None,
+    end_session: Callable[[str], Awaitable[None]] | None = None,
 ) -> GatewayServer:
     page_size = manager.config.server.page_size
     credential_wait = manager.config.server.credential_wait_seconds
@@ -303,18 +305,21 @@ def build_server(
     # the 2026-07-28 era), but handshake-era clients still use it.
     server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, set_logging_level)
 
+    clients.configure_announcements(
+        lambda identity: _fingerprints(policy.view(identity, manager.catalog), manager),
+        refresh_identity,
+        end_session,
+    )
+
     async def announce(kinds: frozenset[ListKind]) -> None:
-        """Tell each client whose *visible* lists changed; others are not disturbed."""
-        await clients.announce_changes(
-            lambda identity: _fingerprints(policy.view(identity, manager.catalog), manager), refresh_identity
-        )
+        """Tell each client whose *visible* lists changed (others are not disturbed), from the announcer task."""
+        clients.request_announce()
 
     async def resource_updated(upstream: str, uri: str) -> None:
         plain = (uri,) if manager.catalog.resource_route(uri) == (upstream, uri) else ()
         await clients.resource_updated((*plain, explicit_uri(upstream, uri)))
 
     manager.on_catalog_change(announce)
-    server.announce_policy_change = announce  # type: ignore[attr-defined]
     manager.on_resource_updated(resource_updated)
     return server
 

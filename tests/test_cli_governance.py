@@ -359,12 +359,12 @@ def test_audit_follow_prints_new_events_and_exits_0_on_ctrl_c(tmp_path: Path) ->
 
 
 @contextmanager
-def serve(tmp_path: Path, config: Path) -> Iterator[subprocess.Popen[bytes]]:
+def serve(tmp_path: Path, config: Path, *options: str) -> Iterator[subprocess.Popen[bytes]]:
     log = tmp_path / "gateway.log"
     env = environment(tmp_path) | {"MCPGW_ADMIN_TOKEN": ADMIN_TOKEN}
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            [str(MCPGW), "serve", "--config", str(config), "--log-level", "warning"],
+            [str(MCPGW), "serve", "--config", str(config), "--log-level", "warning", *options],
             cwd=tmp_path,
             env=env,
             stdin=subprocess.DEVNULL,

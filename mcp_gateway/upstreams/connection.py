@@ -25,6 +25,7 @@ State machine (each change is kept in `history` and rebuilds the catalog, so cli
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import random
 from collections import deque
@@ -50,6 +51,7 @@ from mcp_gateway.config import HttpUpstream, SseUpstream, StdioUpstream
 from mcp_gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from mcp_gateway.observability import upstream_span
 from mcp_gateway.relay import Caller, InFlight
+from mcp_gateway.supervisor import Supervisor
 from mcp_gateway.upstreams.direct import DirectHttp, NotDirect
 from mcp_gateway.upstreams.streams import MergedInbound, ReceiveStreamBase
 from mcp_gateway.upstreams.transports import Streams, open_transport
@@ -132,6 +134,7 @@ class UpstreamConnection:
         on_resource_updated: ResourceUpdatedCallback,
         open_transport: TransportOpener = open_transport,
         clock: Clock = _utcnow,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -152,6 +155,7 @@ class UpstreamConnection:
         self._on_resource_updated = on_resource_updated
         self._open_transport = open_transport
         self._clock = clock
+        self._supervisor = supervisor or Supervisor()
         self._session: ClientSession | None = None
         self._direct: tuple[DirectHttp, MergedInbound] | None = None
         """Plain POSTs for tools/call beside the session (streamable HTTP only), see `direct.py`."""
@@ -173,9 +177,28 @@ class UpstreamConnection:
         if not self.config.enabled:
             self.first_attempt_done.set()
             return
+        try:
+            await self._run()
+        except Exception:
+            # A bug, not an upstream failure (those are handled inside): stop serving at once so
+            # clients stop seeing its tools; the supervisor logs it and starts the task again.
+            await self._lose(UpstreamState.DISCONNECTED, "owner task failed; restarting")
+            raise
+        finally:
+            # However the owner task ends (stopped, cancelled, crashed), what is reported must be
+            # what is true: no session, nothing served. Restarted by the supervisor, it reconnects.
+            self._session = None
+            self._direct = None
+            if self.state in (UpstreamState.CONNECTED, UpstreamState.CONNECTING):
+                self._drop_lists()
+                self._record(UpstreamState.DISCONNECTED, "stopped" if self._stopping else "owner task ended")
+            self.first_attempt_done.set()
+
+    async def _run(self) -> None:
         backoff = self.config.reconnect_backoff_start
         reason = "starting"
         while not self._stopping:
+            self._supervisor.checkpoint(f"upstream:{self.name}")
             await self._enter(UpstreamState.CONNECTING, reason)
             was_connected = False
             try:
@@ -275,8 +298,8 @@ class UpstreamConnection:
             await self._enter(UpstreamState.CONNECTED, f"{len(self.tools)} tools, protocol {self.protocol_version}")
             self.first_attempt_done.set()
             async with anyio.create_task_group() as watchers:
-                watchers.start_soon(self._watch_health, session, name=f"health:{self.name}")
-                watchers.start_soon(self._sync_lists, name=f"sync:{self.name}")
+                self._supervisor.spawn(watchers, f"health:{self.name}", functools.partial(self._watch_health, session))
+                self._supervisor.spawn(watchers, f"sync:{self.name}", self._sync_lists)
                 await self._wake.wait()
                 # Say so before anything is torn down: closing an unresponsive session can take
                 # a while (a health probe's courtesy cancel, the HTTP DELETE), and clients
@@ -341,6 +364,7 @@ class UpstreamConnection:
         async with anyio.create_task_group() as probes:
             while True:
                 await anyio.sleep(self.config.ping_interval)
+                self._supervisor.checkpoint(f"health:{self.name}")
                 problem = await self._check(session, probes)
                 if problem is None:
                     failures = 0
@@ -401,6 +425,7 @@ class UpstreamConnection:
         """Re-list everything every `sync_interval`; catches servers that change lists silently."""
         while (interval := self.config.sync_interval) > 0:
             await anyio.sleep(interval)
+            self._supervisor.checkpoint(f"sync:{self.name}")
             with anyio.move_on_after(self.config.timeout) as scope:
                 await self.refresh(frozenset(ListKind))
             if scope.cancelled_caught:

@@ -13,6 +13,7 @@ from mcp_gateway.catalog import Catalog, Contribution
 from mcp_gateway.config import GatewayConfig, SharedOAuth, StdioUpstream, UpstreamConfig, prefix_of
 from mcp_gateway.credentials.broker import SHARED_PRINCIPAL
 from mcp_gateway.errors import UpstreamUnavailable
+from mcp_gateway.supervisor import Supervisor
 from mcp_gateway.upstreams.connection import LIVE_SETTINGS, ListKind, UpstreamConnection, UpstreamState
 from mcp_gateway.upstreams.per_user import PerUserUpstream
 from mcp_gateway.upstreams.shared_oauth import SharedOAuthUpstream
@@ -30,8 +31,10 @@ ResourceListener = Callable[[str, str], Awaitable[None]]
 class UpstreamManager:
     """Owns every `UpstreamConnection`; publishes an immutable `Catalog` whenever one changes."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, *, supervisor: Supervisor | None = None) -> None:
         self.config = config
+        self.supervisor = supervisor or Supervisor()
+        """Runs every upstream task: one failing never stops the others (or the gateway)."""
         self.separator = config.server.name_separator
         self.broker: CredentialBroker | None = None
         """Per-user credentials; set before per-user upstreams are started (it needs the store)."""
@@ -63,7 +66,7 @@ class UpstreamManager:
             async with anyio.create_task_group() as tg:
                 self._task_group = tg
                 for connection in self.connections.values():
-                    tg.start_soon(connection.run, name=f"upstream:{connection.name}")
+                    self.supervisor.spawn(tg, f"upstream:{connection.name}", connection.run)
                 await self.wait_first_attempts()
                 task_status.started()
                 await anyio.sleep_forever()  # stay up for upstreams added later by apply()
@@ -104,7 +107,7 @@ class UpstreamManager:
                     self.broker.forget(name)
             connection = self._connection(name, config)
             updated[name] = connection
-            self._task_group.start_soon(connection.run, name=f"upstream:{name}")
+            self.supervisor.spawn(self._task_group, f"upstream:{name}", connection.run)
         for name, connection in current.items():
             if name not in updated:
                 connection.stop()
@@ -121,6 +124,7 @@ class UpstreamManager:
                 broker=self.broker,
                 on_change=self._on_upstream_change,
                 on_resource_updated=self._on_resource_updated,
+                supervisor=self.supervisor,
             )
         if not isinstance(config, StdioUpstream) and config.per_user:
             return PerUserUpstream(
@@ -129,9 +133,14 @@ class UpstreamManager:
                 broker=self.broker,
                 on_change=self._on_upstream_change,
                 on_resource_updated=self._on_resource_updated,
+                supervisor=self.supervisor,
             )
         return UpstreamConnection(
-            name, config, on_change=self._on_upstream_change, on_resource_updated=self._on_resource_updated
+            name,
+            config,
+            on_change=self._on_upstream_change,
+            on_resource_updated=self._on_resource_updated,
+            supervisor=self.supervisor,
         )
 
     def credential_stored(self, flow: PendingFlow) -> None:

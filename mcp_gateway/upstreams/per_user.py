@@ -36,6 +36,7 @@ from mcp_gateway.credentials.broker import (
 )
 from mcp_gateway.errors import CredentialError, UpstreamUnavailable
 from mcp_gateway.relay import Caller
+from mcp_gateway.supervisor import Supervisor
 from mcp_gateway.upstreams.connection import (
     ChangeCallback,
     ListKind,
@@ -102,8 +103,11 @@ class PerUserUpstream(UpstreamConnection):
         broker: CredentialBroker | None,
         on_change: ChangeCallback,
         on_resource_updated: ResourceUpdatedCallback,
+        supervisor: Supervisor | None = None,
     ) -> None:
-        super().__init__(name, config, on_change=on_change, on_resource_updated=on_resource_updated)
+        super().__init__(
+            name, config, on_change=on_change, on_resource_updated=on_resource_updated, supervisor=supervisor
+        )
         self.config: HttpUpstream | SseUpstream = config
         self._broker = broker
         self._members: dict[str, _Member] = {}
@@ -128,7 +132,7 @@ class PerUserUpstream(UpstreamConnection):
                 self._group = group
                 await self._discover()
                 self.first_attempt_done.set()
-                group.start_soon(self._evict_idle, name=f"evict:{self.name}")
+                self._supervisor.spawn(group, f"evict:{self.name}", self._evict_idle)
                 await self._stopped.wait()
                 group.cancel_scope.cancel()
         finally:
@@ -141,10 +145,14 @@ class PerUserUpstream(UpstreamConnection):
     async def _discover(self) -> None:
         """Learn the lists without credentials when the server allows it; otherwise list a stand-in."""
         probe = UpstreamConnection(
-            self.name, self._member_config(), on_change=_ignore_change, on_resource_updated=_ignore_resource
+            self.name,
+            self._member_config(),
+            on_change=_ignore_change,
+            on_resource_updated=_ignore_resource,
+            supervisor=self._supervisor,
         )
         assert self._group is not None
-        self._group.start_soon(probe.run, name=f"discover:{self.name}")
+        self._supervisor.spawn(self._group, f"discover:{self.name}", probe.run)
         await probe.first_attempt_done.wait()
         if probe.state is UpstreamState.CONNECTED:
             self._adopt(probe)
@@ -272,8 +280,9 @@ class PerUserUpstream(UpstreamConnection):
             on_change=self._member_changed,
             on_resource_updated=self._member_resource_updated,
             open_transport=opener,
+            supervisor=self._supervisor,
         )
-        self._group.start_soon(connection.run, name=f"upstream:{self.name}:{owner}")
+        self._supervisor.spawn(self._group, f"upstream:{self.name}:{owner}", connection.run)
         await connection.first_attempt_done.wait()
         if connection.state is not UpstreamState.CONNECTED:
             connection.stop()
@@ -342,6 +351,7 @@ class PerUserUpstream(UpstreamConnection):
         while True:
             timeout = self.config.user_session_idle_timeout
             await anyio.sleep(min(30.0, timeout / 2))
+            self._supervisor.checkpoint(f"evict:{self.name}")
             cutoff = time.monotonic() - timeout
             for owner, member in list(self._members.items()):
                 if member.last_used < cutoff and len(member.connection.in_flight) == 0:
@@ -357,7 +367,7 @@ class PerUserUpstream(UpstreamConnection):
             with contextlib.suppress(CredentialError, UpstreamUnavailable):
                 await self._member(owner, None)
 
-        self._group.start_soon(open_quietly, name=f"prime:{self.name}")
+        self._supervisor.spawn(self._group, f"prime:{self.name}", open_quietly)
 
     def close_session(self, owner: str) -> None:
         """Close `owner`'s session (their credential was revoked): the next call starts over."""

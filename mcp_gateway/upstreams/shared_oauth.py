@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from mcp_gateway.config import HttpUpstream, SharedOAuth, SseUpstream, StdioUpstream
 from mcp_gateway.credentials.broker import SHARED_PRINCIPAL, CredentialBroker
 from mcp_gateway.errors import CredentialError
+from mcp_gateway.supervisor import Supervisor
 from mcp_gateway.upstreams.connection import ChangeCallback, ResourceUpdatedCallback, UpstreamConnection
 from mcp_gateway.upstreams.per_user import CallerAuth, bearer_credentials
 from mcp_gateway.upstreams.transports import Streams, open_transport
@@ -27,12 +28,18 @@ class SharedOAuthUpstream(UpstreamConnection):
         broker: CredentialBroker | None,
         on_change: ChangeCallback,
         on_resource_updated: ResourceUpdatedCallback,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._broker = broker
         self._settings = settings
         self._auth = CallerAuth(self._bearer)
         super().__init__(
-            name, config, on_change=on_change, on_resource_updated=on_resource_updated, open_transport=self._open
+            name,
+            config,
+            on_change=on_change,
+            on_resource_updated=on_resource_updated,
+            open_transport=self._open,
+            supervisor=supervisor,
         )
         self._token = bearer_credentials(broker, SHARED_PRINCIPAL, name, settings, config.url, None) if broker else None
 
