@@ -335,23 +335,26 @@ def tools(config: ConfigOption = Path("gateway.yaml"), url: UrlOption = None, as
     console.print(f"{len(listed)} tools")
 
 
-async def _probe(config: GatewayConfig) -> UpstreamManager:
-    """Start every upstream once (as `serve` would), so a config can be checked without a gateway."""
+async def _probe(config: GatewayConfig, read: Callable[[UpstreamManager], T]) -> T:
+    """Start every upstream once (as `serve` would) and `read` what they offer, so a config can be checked
+    without a gateway. Read before stopping them: stopped upstreams report nothing."""
     manager = UpstreamManager(config)
     async with anyio.create_task_group() as tg:
         await tg.start(manager.run)
+        result = read(manager)
         tg.cancel_scope.cancel()
-    return manager
+    return result
 
 
 async def _probe_upstreams(config: GatewayConfig) -> list[dict[str, Any]]:
-    manager = await _probe(config)
-    return [dict(c.summary()) for c in manager.connections.values()]
+    return await _probe(config, lambda manager: [dict(c.summary()) for c in manager.connections.values()])
 
 
 async def _probe_tools(config: GatewayConfig) -> list[dict[str, Any]]:
-    manager = await _probe(config)
-    return [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in manager.catalog.tools]
+    return await _probe(
+        config,
+        lambda manager: [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in manager.catalog.tools],
+    )
 
 
 def _fetch_readyz(url: str) -> dict[str, Any]:

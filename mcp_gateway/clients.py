@@ -102,8 +102,12 @@ class ClientConnections:
         while True:
             await self._pending.wait()
             self._pending = anyio.Event()
-            checkpoint("announcer")
-            await self.announce_changes()
+            try:
+                checkpoint("announcer")
+                await self.announce_changes()
+            except BaseException:
+                self._pending.set()  # not done: try again once restarted (or never, when cancelled)
+                raise
 
     async def announce_changes(self) -> None:
         """Send `list_changed` for each kind whose fingerprint changed for that client's identity.

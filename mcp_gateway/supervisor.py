@@ -35,13 +35,15 @@ logger = logging.getLogger(__name__)
 BACKOFF_START = 1.0
 BACKOFF_MAX = 30.0
 STABLE_AFTER = 60.0
-"""Seconds a restarted task must run without failing before its backoff starts from the beginning again."""
+"""Seconds a restarted task must run without failing before it counts as healthy again and its backoff
+starts from the beginning (a loop that fails on every iteration is never healthy, however briefly it waits)."""
 
 
 class TaskState(enum.StrEnum):
     """Where one supervised task is."""
 
     RUNNING = "running"  # doing its job
+    RECOVERING = "recovering"  # running again, but it failed less than `stable_after` seconds ago
     RESTARTING = "restarting"  # raised unexpectedly; waiting out its backoff before it runs again
     STOPPED = "stopped"  # a task meant to run forever returned: a bug, reported until the gateway stops
 
@@ -62,10 +64,10 @@ class TaskRecord:
     last_failure_at: float | None = None
     started_at: float = 0.0
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, state: TaskState) -> dict[str, Any]:
         return {
             "name": self.name,
-            "state": self.state.value,
+            "state": state.value,
             "required": self.required,
             "failures": self.failures,
             "error": self.last_error,
@@ -90,10 +92,12 @@ class Supervisor:
         *,
         backoff_start: float = BACKOFF_START,
         backoff_max: float = BACKOFF_MAX,
+        stable_after: float = STABLE_AFTER,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._backoff_start = backoff_start
         self._backoff_max = backoff_max
+        self._stable_after = stable_after
         self._clock = clock
         self._tasks: dict[int, TaskRecord] = {}
         """By record identity: names repeat (each per-user session of an upstream has a `health:<upstream>`)."""
@@ -126,7 +130,7 @@ class Supervisor:
                 try:
                     await run()
                 except Exception as exc:
-                    if self._clock() - record.started_at >= STABLE_AFTER:
+                    if self._clock() - record.started_at >= self._stable_after:
                         delay = self._backoff_start
                     self._failed(record, exc, delay)
                     await anyio.sleep(delay)
@@ -171,10 +175,14 @@ class Supervisor:
 
     # --- what readiness needs -----------------------------------------------------------------
 
+    def state_of(self, record: TaskRecord) -> TaskState:
+        recent = record.last_failure_at is not None and self._clock() - record.last_failure_at < self._stable_after
+        return TaskState.RECOVERING if record.state is TaskState.RUNNING and recent else record.state
+
     @property
     def healthy(self) -> bool:
-        """Every required task is running."""
-        return all(r.state is TaskState.RUNNING for r in self._tasks.values() if r.required)
+        """Every required task is running and has not failed lately."""
+        return all(self.state_of(r) is TaskState.RUNNING for r in self._tasks.values() if r.required)
 
     def running(self, name: str) -> bool:
         """Whether some task called `name` is running right now."""
@@ -182,7 +190,7 @@ class Supervisor:
 
     def summary(self) -> list[dict[str, Any]]:
         """Required tasks, and any task that has failed at least once (a healthy upstream monitor is noise)."""
-        return [r.summary() for r in self._tasks.values() if r.required or r.failures]
+        return [r.summary(self.state_of(r)) for r in self._tasks.values() if r.required or r.failures]
 
     # --- test hook ----------------------------------------------------------------------------
 

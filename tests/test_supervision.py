@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -22,11 +23,22 @@ import pytest
 from mcp_gateway.app import create_gateway
 from mcp_gateway.config import GatewayConfig
 from mcp_gateway.supervisor import InjectedFault, Supervisor, TaskState
-from tests.conftest import ADMIN_TOKEN, OPEN_AUTH, RunningGateway, _serve, free_port, lab, mcp_client, text_of
+from tests.conftest import (
+    ADMIN_TOKEN,
+    OPEN_AUTH,
+    RunningGateway,
+    _serve,
+    free_port,
+    lab,
+    mcp_client,
+    pg_admin,
+    running_gateway,
+    text_of,
+)
 
 pytestmark = pytest.mark.anyio
 
-FAST_SUPERVISOR = {"backoff_start": 0.05, "backoff_max": 0.2}
+FAST_SUPERVISOR = {"backoff_start": 0.05, "backoff_max": 0.2, "stable_after": 3}
 
 
 # --- the supervisor on its own -------------------------------------------------------------------
@@ -49,11 +61,12 @@ async def test_a_failing_task_is_logged_once_restarted_and_reported(caplog: pyte
             supervisor.spawn(tg, "flaky", flaky, required=True)
             with anyio.fail_after(5):
                 await done.wait()
-            assert supervisor.healthy and supervisor.running("flaky")
+            assert supervisor.running("flaky")
+            assert not supervisor.healthy, "it failed less than `stable_after` ago"
             [record] = supervisor.summary()
             assert record == {
                 "name": "flaky",
-                "state": "running",
+                "state": "recovering",
                 "required": True,
                 "failures": 3,
                 "error": "ValueError: boom",
@@ -93,6 +106,29 @@ async def test_a_required_task_waiting_to_restart_makes_the_supervisor_unhealthy
         await anyio.lowlevel.checkpoint()
         assert not supervisor.healthy
         assert supervisor.summary()[0]["state"] == "restarting"
+        tg.cancel_scope.cancel()
+
+
+async def test_a_task_is_healthy_again_once_it_ran_stable_after_seconds_without_failing() -> None:
+    now = [1000.0]
+    supervisor = Supervisor(backoff_start=0.01, stable_after=60, clock=lambda: now[0])
+    running = anyio.Event()
+
+    async def fails_once() -> None:
+        if not supervisor.summary() or supervisor.summary()[0]["failures"] == 0:
+            raise RuntimeError("first try")
+        running.set()
+        await anyio.sleep_forever()
+
+    async with anyio.create_task_group() as tg:
+        supervisor.spawn(tg, "watcher", fails_once, required=True)
+        with anyio.fail_after(5):
+            await running.wait()
+        assert not supervisor.healthy and supervisor.summary()[0]["state"] == "recovering"
+        now[0] += 59
+        assert not supervisor.healthy
+        now[0] += 2
+        assert supervisor.healthy and supervisor.summary()[0]["state"] == "running"
         tg.cancel_scope.cancel()
 
 
@@ -257,3 +293,41 @@ async def test_a_failure_while_notifying_one_client_affects_that_client_only() -
         await until(both_told, "both clients hear the next change")
         assert "lab-extra2" in [t.name for t in (await one.list_tools()).tools]
         assert (await readyz(gw)).status_code == 200
+
+
+# --- readiness and liveness tell the truth -------------------------------------------------------
+
+
+async def test_liveness_and_readiness_fail_when_the_session_manager_is_not_running() -> None:
+    """Without its lifespan (the state the outage left behind) the gateway cannot serve /mcp: say so."""
+    gateway = create_gateway(GatewayConfig.model_validate({"auth": OPEN_AUTH}), database_url="sqlite+aiosqlite://")
+    transport = httpx2.ASGITransport(app=gateway.app)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        health = await http.get("/healthz")
+        assert health.status_code == 503
+        assert health.json() == {"status": "failing", "reason": "the MCP session manager is not running"}
+        ready = await http.get("/readyz")
+        assert ready.status_code == 503
+        assert "the MCP session manager is not running" in ready.json()["problems"]
+
+
+async def test_an_unreachable_store_makes_the_gateway_not_ready_while_mcp_keeps_serving() -> None:
+    name = f"mcpgw_{secrets.token_hex(6)}"
+    await pg_admin(f'CREATE DATABASE "{name}"')
+    try:
+        async with running_gateway(
+            {"lab": lab()}, database_url=f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+        ) as gw:
+            assert (await readyz(gw)).status_code == 200
+            await pg_admin(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+            async def unreachable() -> dict[str, Any] | None:
+                response = await readyz(gw)
+                body: dict[str, Any] = response.json()
+                return body if response.status_code == 503 and not body["store"]["reachable"] else None
+
+            body = await until(unreachable, "/readyz reports the store", timeout=15)
+            assert any(p.startswith("store unreachable: ") for p in body["problems"]), body["problems"]
+            await still_serves(gw)
+    finally:
+        await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
