@@ -35,7 +35,15 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, precondition, rule
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 
 from tests.conftest import LAB_SERVER, free_port
 
@@ -43,8 +51,8 @@ MCPGW = Path(sys.executable).parent / "mcpgw"
 STEPS_TAKEN: Counter[str] = Counter()
 """How often each rule ran, printed at the end: proof that the run did what it claims."""
 ADMIN = "stateful-admin-token"
-EXAMPLES = int(os.environ.get("MCPGW_STATEFUL_EXAMPLES", "3"))
-STEPS = int(os.environ.get("MCPGW_STATEFUL_STEPS", "12"))
+EXAMPLES = int(os.environ.get("MCPGW_STATEFUL_EXAMPLES", "4"))
+STEPS = int(os.environ.get("MCPGW_STATEFUL_STEPS", "15"))
 SETTLE_SECONDS = 20
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 HEALTH = {
@@ -275,6 +283,13 @@ class GatewayUnderTest(RuleBasedStateMachine):
         return visible
 
     # --- rules: keys -----------------------------------------------------------------------------
+
+    @initialize(target=keys, grants=GRANT_CHOICES)
+    def first_key(self, grants: dict[str, tuple[str, ...]]) -> Key:
+        """Every sequence starts with a key and a session using it, so the key rules always have work."""
+        key = self.create_key(grants)
+        self.open_key_session(key)
+        return key
 
     @rule(target=keys, grants=GRANT_CHOICES)
     def create_key(self, grants: dict[str, tuple[str, ...]]) -> Key:
