@@ -1,4 +1,4 @@
-"""The admin REST API under /api: upstreams ("MCP clients"), virtual keys and the audit log.
+"""The admin REST API under /api: upstreams ("MCP clients"), virtual keys, users and the audit log.
 
 Every change is written to the store first and then applied with `Gateway.sync()`: the same path
 a change made by the CLI or another replica takes, minus the wait for the revision poll. So a new
@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mcp_gateway.admin_fields import Body, McpConfigsField, UpstreamNameField
+from mcp_gateway.admin_users import admin_user_routes
 from mcp_gateway.config import UPSTREAM_NAME_PATTERN, UpstreamConfig
 from mcp_gateway.credentials.api import admin_credential_routes, caller_credential_routes
 from mcp_gateway.store import (
@@ -61,28 +63,10 @@ _CONFIG_FILE_NOTE = (
 
 # --- request and response bodies -----------------------------------------------------------------
 
-UpstreamNameField = Annotated[
-    str, StringConstraints(pattern=UPSTREAM_NAME_PATTERN.pattern, max_length=64), Field(examples=["github"])
-]
-ToolPattern = Annotated[str, StringConstraints(min_length=1)]
-McpConfigsField = Annotated[
-    dict[UpstreamNameField, list[ToolPattern]],
-    Field(
-        description='Upstream name → tool names, "*" or shell-style globs ("get_*"). An empty list hides the '
-        "upstream even when it is allowed on all virtual keys.",
-        examples=[{"github": ["search_issues", "get_*"], "docs": ["*"]}],
-    ),
-]
 StateName = Literal["connecting", "connected", "disconnected", "needs_reauth", "disabled", "invalid", "pending"]
 
 
-class _Body(BaseModel):
-    """Unknown fields are errors: a typo must not be silently ignored."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class UpstreamCreate(_Body):
+class UpstreamCreate(Body):
     name: UpstreamNameField
     allow_on_all_virtual_keys: bool | None = Field(
         default=None, description="Default: the value in `config`, else false."
@@ -93,7 +77,7 @@ class UpstreamCreate(_Body):
     )
 
 
-class UpstreamUpdate(_Body):
+class UpstreamUpdate(Body):
     allow_on_all_virtual_keys: bool | None = None
     config: UpstreamConfig | None = Field(
         default=None,
@@ -152,14 +136,14 @@ class ToolOut(BaseModel):
     description: str | None
 
 
-class VirtualKeyCreate(_Body):
+class VirtualKeyCreate(Body):
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     description: str | None = None
     user_id: str | None = Field(default=None, description="An existing user who owns the key.")
     mcp_configs: McpConfigsField
 
 
-class VirtualKeyUpdate(_Body):
+class VirtualKeyUpdate(Body):
     """Only the fields present change; `description` and `user_id` may be null to clear them."""
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
@@ -453,6 +437,7 @@ def create_admin_api(gateway: Gateway, *, token: str | None, insecure: bool = Fa
         )
         return AuditPage(items=[_audit_out(r) for r in records])
 
+    admin_user_routes(gateway, router, _NOT_FOUND)
     admin_credential_routes(gateway, router)
     api.include_router(router)
     api.include_router(caller_credential_routes(gateway), responses=_ERRORS)

@@ -51,7 +51,15 @@ from mcp_gateway.credentials.flows import FlowRegistry
 from mcp_gateway.credentials.routes import credential_routes
 from mcp_gateway.errors import ConfigError, CredentialRequired
 from mcp_gateway.guards import EnvelopeGuard, HostOriginGuard
-from mcp_gateway.identity import AuthError, Identity, IdentityMode, IdentityResolver, JwtVerifier, KeyGrant
+from mcp_gateway.identity import (
+    AuthError,
+    Identity,
+    IdentityMode,
+    IdentityResolver,
+    JwtVerifier,
+    KeyGrant,
+    UserAccess,
+)
 from mcp_gateway.keys import KeyCaches
 from mcp_gateway.observability import Metrics, RequestContextMiddleware
 from mcp_gateway.policy import Policy
@@ -192,27 +200,29 @@ def create_gateway(
     async def find_key(key_hash: str) -> KeyGrant | None:
         store = gateway_ref[0].store
         record = await store.find_virtual_key(key_hash) if store else None
-        if record is None:
+        if record is None or store is None:
             return None
-        if record.active and store is not None:
+        if record.active:
             # Runs on cache misses only, so "last used" is accurate to the cache TTL (30 s)
             # and costs one write per key per TTL, not one per request.
             await store.touch_virtual_key(record.id)
+        owner = await store.get_user(record.user_id) if record.user_id else None
         return KeyGrant(
             id=record.id,
             name=record.name,
             active=record.active,
             user_id=record.user_id,
             mcp_configs=dict(record.mcp_configs),
+            user_active=owner is None or owner.active,
         )
 
-    async def find_user(user_id: str, claims: Mapping[str, Any]) -> Mapping[str, tuple[str, ...]] | None:
+    async def find_user(user_id: str, claims: Mapping[str, Any]) -> UserAccess | None:
         store = gateway_ref[0].store
         if store is None:
             return None
         email = claims.get(config.auth.jwt.email_claim) if config.auth.jwt else None
         user = await store.upsert_user(user_id, email=email if isinstance(email, str) else None)
-        return {k: tuple(v) for k, v in user.mcp_configs.items()}
+        return UserAccess(user.active, {k: tuple(v) for k, v in user.mcp_configs.items()})
 
     caches = KeyCaches(find_key, find_user)
     jwt = JwtVerifier(config.auth.jwt) if config.auth.jwt else None
@@ -245,9 +255,16 @@ def create_gateway(
             record = await store.get_virtual_key(identity.virtual_key.id)
             if record is None or not record.active:
                 return None
+            owner = await store.get_user(record.user_id) if record.user_id else None
+            if owner is not None and not owner.active:
+                return None
             return dataclasses.replace(identity, grants={u: tuple(t) for u, t in record.mcp_configs.items()})
         if identity.mode is IdentityMode.USER and identity.user_id:
-            return dataclasses.replace(identity, grants=await caches.user(identity.user_id, identity.claims))
+            user = await store.get_user(identity.user_id)
+            if user is not None and not user.active:
+                return None
+            grants = {k: tuple(v) for k, v in user.mcp_configs.items()} if user is not None else identity.grants
+            return dataclasses.replace(identity, grants=grants)
         return identity
 
     async def end_client_session(session_id: str) -> None:

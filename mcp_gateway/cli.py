@@ -29,7 +29,7 @@ from mcp_gateway.importer import read_mcp_servers
 from mcp_gateway.upstreams.manager import UpstreamManager
 
 if TYPE_CHECKING:  # the store (SQLAlchemy, Alembic) is imported only by the commands that use it
-    from mcp_gateway.store import AuditEventRecord, Store, VirtualKeyRecord
+    from mcp_gateway.store import AuditEventRecord, Store, UserRecord, VirtualKeyRecord
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="mcpgw: one MCP endpoint for many MCP servers.")
 upstream_app = typer.Typer(no_args_is_help=True, help="Inspect configured upstream servers.")
@@ -38,6 +38,8 @@ vk_app = typer.Typer(no_args_is_help=True, help="Create and manage virtual keys,
 app.add_typer(vk_app, name="vk")
 audit_app = typer.Typer(no_args_is_help=True, help="Read the audit log of tool calls.")
 app.add_typer(audit_app, name="audit")
+user_app = typer.Typer(no_args_is_help=True, help="SSO users and key owners: their grants, disable and enable.")
+app.add_typer(user_app, name="user")
 
 # soft_wrap: an error line must stay one line in CI logs and pipes, not be wrapped at 80 columns.
 console = Console(soft_wrap=True)
@@ -766,6 +768,92 @@ async def _audit_between(
         if len(page) < _AUDIT_PAGE:
             return found[::-1]
         before_id = page[-1].id
+
+
+# --- users ---------------------------------------------------------------------------------------
+
+UserIdArgument = Annotated[
+    str, typer.Argument(metavar="ID", help="The user's id, their SSO subject (see `mcpgw user list`).")
+]
+
+
+def _no_such_user(user_id: str) -> _Failure:
+    return _Failure(f"no user with id {user_id} (see `mcpgw user list`)", 1)
+
+
+@user_app.command("list")
+def user_list(config: StoreConfigOption = None, as_json: JsonOption = False) -> None:
+    """SSO users and owners of virtual keys, oldest first, with their grants."""
+    records = _with_store(config, lambda store: store.list_users())
+    if as_json:
+        _print_json([asdict(record) for record in records])
+        return
+    table = Table(
+        Column("id", overflow="fold"),
+        Column("email", overflow="fold"),
+        "active",
+        Column("allows", overflow="fold"),
+        "last seen",
+    )
+    for record in records:
+        table.add_row(
+            escape(record.id),
+            escape(record.email or "-"),
+            "[green]yes[/green]" if record.active else "[red]no[/red]",
+            escape(_allow_summary(record.mcp_configs)),
+            _when(record.last_seen_at),
+        )
+    console.print(table)
+    console.print(f"{len(records)} users")
+
+
+@user_app.command("grant")
+def user_grant(
+    user_id: UserIdArgument,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option("--allow", help=f"Repeatable: {ALLOW_SYNTAX}. Replaces the user's grants; none: global only."),
+    ] = None,
+    config: StoreConfigOption = None,
+) -> None:
+    """Set which tools a user may use (created if they have not signed in yet)."""
+    try:
+        configs = _parse_allow(allow or [])
+    except _Failure as exc:
+        _fail(exc.message, exc.code)
+    record = _with_store(config, lambda store: store.set_user_mcp_configs(user_id, configs))
+    console.print(
+        f"user {escape(record.id)} now allows {escape(_allow_summary(record.mcp_configs))}; "
+        "running gateways apply this within a few seconds",
+        highlight=False,
+    )
+
+
+def _set_user_active(user_id: str, active: bool, config: Path | None) -> None:
+    async def update(store: Store) -> UserRecord:
+        record = await store.set_user_active(user_id, active)
+        if record is None:
+            raise _no_such_user(user_id)
+        return record
+
+    record = _with_store(config, update)
+    console.print(
+        f"{'enabled' if active else 'disabled'} user {escape(record.id)}; running gateways apply this within a "
+        "few seconds" + ("" if active else " (their open sessions are ended, their keys refused)"),
+        highlight=False,
+    )
+
+
+@user_app.command("disable")
+def user_disable(user_id: UserIdArgument, config: StoreConfigOption = None) -> None:
+    """Refuse a user's SSO tokens and every virtual key they own, and end their open sessions."""
+    _set_user_active(user_id, False, config)
+
+
+@user_app.command("enable")
+def user_enable(user_id: UserIdArgument, config: StoreConfigOption = None) -> None:
+    """Accept a disabled user again."""
+    _set_user_active(user_id, True, config)
 
 
 @audit_app.command("tail")

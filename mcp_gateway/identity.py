@@ -59,6 +59,16 @@ class KeyGrant:
     active: bool
     user_id: str | None
     mcp_configs: Mapping[str, tuple[str, ...]]
+    user_active: bool = True
+    """False when the key's owner is disabled: the key is refused with them."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserAccess:
+    """What the identity layer needs to know about an SSO user."""
+
+    active: bool
+    grants: Mapping[str, tuple[str, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +126,8 @@ class AuthSettings(BaseModel):
 KeyLookup = Callable[[str], Awaitable[KeyGrant | None]]
 """Find a virtual key by the SHA-256 hex of the full key."""
 
-UserLookup = Callable[[str, Mapping[str, Any]], Awaitable[Mapping[str, tuple[str, ...]] | None]]
-"""Record an SSO user (id, claims) and return their grants."""
+UserLookup = Callable[[str, Mapping[str, Any]], Awaitable[UserAccess | None]]
+"""Record an SSO user's sign-in (id, claims) and say whether they may come in, with which grants."""
 
 
 def hash_key(key: str) -> str:
@@ -213,7 +223,10 @@ class IdentityResolver:
             subject = claims.get(self._jwt.settings.user_claim)
             if not isinstance(subject, str) or not subject:
                 raise AuthError(f"SSO token rejected: no '{self._jwt.settings.user_claim}' claim")
-            grants = await self._lookup_user(subject, claims) if self._lookup_user else None
+            access = await self._lookup_user(subject, claims) if self._lookup_user else None
+            if access is not None and not access.active:
+                raise AuthError(f"user {subject} is disabled on this gateway")
+            grants = access.grants if access is not None else None
             return Identity(IdentityMode.USER, subject, user_id=subject, claims=claims, grants=grants, **narrowing)
 
         session = headers.get(SESSION_HEADER, "").strip()
@@ -234,6 +247,8 @@ class IdentityResolver:
             raise AuthError("virtual key not found")
         if not grant.active:
             raise AuthError("virtual key is inactive")
+        if not grant.user_active:
+            raise AuthError(f"virtual key belongs to user {grant.user_id}, who is disabled on this gateway")
         grants = grant.mcp_configs
         if grant.user_id:
             return Identity(

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-from mcp_gateway.identity import KeyGrant
+from mcp_gateway.identity import KeyGrant, UserAccess
 
 _T = TypeVar("_T")
 
@@ -42,26 +42,23 @@ class TtlCache(Generic[_T]):
         self._entries.clear()
 
 
-UserGrants = Mapping[str, tuple[str, ...]]
-
-
 class KeyCaches:
     """The two lookups `IdentityResolver` needs, cached; `clear()` when the store changes."""
 
     def __init__(
         self,
         find_key: Callable[[str], Awaitable[KeyGrant | None]],
-        find_user: Callable[[str, Mapping[str, Any]], Awaitable[UserGrants | None]],
+        find_user: Callable[[str, Mapping[str, Any]], Awaitable[UserAccess | None]],
     ) -> None:
         self._find_key = find_key
         self._find_user = find_user
         self._keys: TtlCache[KeyGrant] = TtlCache()
-        self._users: TtlCache[UserGrants] = TtlCache()
+        self._users: TtlCache[UserAccess] = TtlCache()
 
     async def key(self, key_hash: str) -> KeyGrant | None:
         return await self._keys.get(key_hash, lambda: self._find_key(key_hash))
 
-    async def user(self, user_id: str, claims: Mapping[str, Any]) -> UserGrants | None:
+    async def user(self, user_id: str, claims: Mapping[str, Any]) -> UserAccess | None:
         return await self._users.get(user_id, lambda: self._find_user(user_id, claims))
 
     def clear(self) -> None:

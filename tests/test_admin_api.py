@@ -146,6 +146,8 @@ async def test_the_openapi_schema_documents_every_endpoint_and_body() -> None:
         "/virtual-keys": {"get", "post"},
         "/virtual-keys/{id}": {"get", "put", "delete"},
         "/audit": {"get"},
+        "/users": {"get"},
+        "/users/{id}": {"get", "put"},
         "/credentials": {"get"},
         "/credentials/{credential_id}": {"delete"},
         "/mcp/client/{name}/authorize": {"post"},
@@ -155,7 +157,14 @@ async def test_the_openapi_schema_documents_every_endpoint_and_body() -> None:
     models = set(schema["components"]["schemas"])
     for model in ("UpstreamCreate", "UpstreamUpdate", "UpstreamOut", "StdioUpstream", "HttpUpstream", "SseUpstream"):
         assert model in models
-    for model in ("VirtualKeyCreate", "VirtualKeyUpdate", "VirtualKeyCreated", "VirtualKeyPage", "AuditPage"):
+    for model in (
+        "VirtualKeyCreate",
+        "VirtualKeyUpdate",
+        "VirtualKeyCreated",
+        "VirtualKeyPage",
+        "AuditPage",
+        "UserOut",
+    ):
         assert model in models
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
     assert docs.status_code == 404

@@ -266,3 +266,47 @@ async def test_a_foreign_bearer_token_is_not_a_credential(store_url: str) -> Non
         response = await post_initialize(gw, {"authorization": "Bearer not-a-virtual-key"})
     assert response.status_code == 401
     assert "authentication required" in response.text
+
+
+async def test_a_user_disabled_through_the_api_loses_sso_and_owned_key_sessions_and_comes_back(
+    store_url: str,
+) -> None:
+    jwks = {"keys": [SIGNING_KEY.as_dict(private=False)]}
+    auth = {**ENFORCED, "jwt": {"issuer": ISSUER, "audience": "mcpgw", "jwks": jwks}}
+    async with gateway(store_url, auth) as gw:
+        claims = {"iss": ISSUER, "aud": "mcpgw", "sub": "erin", "exp": int(time.time()) + 600}
+        sso = {"authorization": f"Bearer {jwt.encode({'alg': 'RS256', 'kid': 'sso'}, claims, SIGNING_KEY)}"}
+        _, owned = await new_key(gw, {"lab": ["echo"]}, user_id="erin")
+        _, other = await new_key(gw, {"lab": ["echo"]})
+        admin = httpx2.AsyncClient(
+            base_url=f"{gw.base_url}/api", headers={"Authorization": "Bearer test-admin-token"}, timeout=10
+        )
+        async with (
+            admin,
+            mcp_client(gw.url, headers=sso) as by_token,
+            mcp_client(gw.url, headers={"x-bf-vk": owned}) as by_key,
+            mcp_client(gw.url, headers={"x-bf-vk": other}) as bystander,
+        ):
+            assert tool_names(await by_token.list_tools()) == []  # no grants yet: nothing is global here
+            granted = await admin.put("/users/erin", json={"mcp_configs": {"notes": ["get_note"]}})
+            assert granted.status_code == 200 and granted.json()["mcp_configs"] == {"notes": ["get_note"]}
+            assert tool_names(await by_token.list_tools()) == ["notes-get_note"]
+            assert tool_names(await by_key.list_tools()) == ["lab-echo"]
+
+            disabled = await admin.put("/users/erin", json={"active": False})
+            assert disabled.status_code == 200 and disabled.json()["active"] is False
+            for headers, reason in ((sso, "user erin is disabled"), ({"x-bf-vk": owned}, "who is disabled")):
+                refused = await post_initialize(gw, headers)
+                assert refused.status_code == 401 and reason in refused.json()["error"]["message"]
+            for session in (by_token, by_key):
+                with pytest.raises(MCPError):
+                    await session.list_tools()
+            assert text_of(await bystander.call_tool("lab-echo", {"text": "unaffected"})) == "unaffected"
+
+            listed = await admin.get("/users")
+            assert [(u["id"], u["active"]) for u in listed.json()] == [("erin", False)]
+            assert (await admin.put("/users/erin", json={"active": True})).status_code == 200
+            assert await visible(gw, sso) == {"notes-get_note"}
+            assert await visible(gw, {"x-bf-vk": owned}) == {"lab-echo"}
+            assert (await admin.put("/users/nobody", json={"active": False})).status_code == 404
+            assert (await admin.put("/users/erin", json={})).status_code == 422

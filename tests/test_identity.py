@@ -18,6 +18,7 @@ from mcp_gateway.identity import (
     JwtSettings,
     JwtVerifier,
     KeyGrant,
+    UserAccess,
     hash_key,
 )
 
@@ -26,10 +27,12 @@ pytestmark = pytest.mark.anyio
 TEAM_KEY = "sk-mcpgw-team-key"
 ALICE_KEY = "sk-mcpgw-alice-key"
 OFF_KEY = "sk-mcpgw-disabled"
+CAROL_KEY = "sk-mcpgw-carol-key"
 KEYS = {
     hash_key(TEAM_KEY): KeyGrant("vk1", "team", True, None, {"lab": ("echo",)}),
     hash_key(ALICE_KEY): KeyGrant("vk2", "alice's", True, "alice", {"lab": ("*",)}),
     hash_key(OFF_KEY): KeyGrant("vk3", "old", False, None, {}),
+    hash_key(CAROL_KEY): KeyGrant("vk4", "carol's", True, "carol", {"lab": ("*",)}, user_active=False),
 }
 SIGNING_KEY = RSAKey.generate_key(2048, parameters={"kid": "k1"}, private=True)
 ISSUER = "https://idp.example.test"
@@ -39,8 +42,8 @@ async def lookup(key_hash: str) -> KeyGrant | None:
     return KEYS.get(key_hash)
 
 
-async def user_grants(user_id: str, claims: Mapping[str, Any]) -> Mapping[str, tuple[str, ...]]:
-    return {"lab": ("tool_*",)} if user_id == "bob" else {}
+async def user_grants(user_id: str, claims: Mapping[str, Any]) -> UserAccess:
+    return UserAccess(active=user_id != "carol", grants={"lab": ("tool_*",)} if user_id == "bob" else {})
 
 
 def resolver(*, enforce: bool = True, sso: bool = False) -> IdentityResolver:
@@ -130,6 +133,14 @@ async def test_sso_jwt_identifies_a_user_with_their_grants() -> None:
     identity = await resolver(sso=True).resolve({"authorization": f"Bearer {token()}"})
     assert identity.mode is IdentityMode.USER and identity.subject == "bob"
     assert identity.grants == {"lab": ("tool_*",)}
+
+
+async def test_a_disabled_user_is_refused_by_sso_token_and_by_the_keys_they_own() -> None:
+    with pytest.raises(AuthError, match="user carol is disabled"):
+        await resolver(sso=True).resolve({"authorization": f"Bearer {token(sub='carol')}"})
+    with pytest.raises(AuthError, match="belongs to user carol, who is disabled"):
+        await resolver().resolve({"x-bf-vk": CAROL_KEY})
+    assert (await resolver().resolve({"x-bf-vk": ALICE_KEY})).user_id == "alice"
 
 
 @pytest.mark.parametrize(

@@ -27,8 +27,8 @@ pytestmark = pytest.mark.anyio
 ACCEPT = {"Accept": "application/json, text/event-stream"}
 
 
-async def create_key(tmp_path: Path, name: str, *allow: str) -> dict[str, Any]:
-    args = [arg for grant in allow for arg in ("--allow", grant)]
+async def create_key(tmp_path: Path, name: str, *allow: str, user: str | None = None) -> dict[str, Any]:
+    args = [arg for grant in allow for arg in ("--allow", grant)] + (["--user", user] if user else [])
     created: dict[str, Any] = json.loads(
         ok(await cli(tmp_path, "vk", "create", "--name", name, *args, "--json")).stdout
     )
@@ -106,5 +106,43 @@ async def test_an_admin_action_on_a_key_with_an_open_session_harms_no_one_else(t
             assert {t["name"] for t in body["tasks"]} >= {"store-watcher", "audit-writer", "announcer"}
             assert all(t["state"] == "running" and t["failures"] == 0 for t in body["tasks"]), body["tasks"]
             assert (await http.get(f"{base_url}/healthz")).status_code == 200
+
+    assert not error_lines(log), error_lines(log)
+
+
+async def test_a_user_disabled_with_the_cli_loses_the_sessions_of_their_keys_until_enabled(tmp_path: Path) -> None:
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    config = tmp_path / "gateway.yaml"
+    config.write_text(yaml.safe_dump({"server": {"port": port}, "upstreams": {"lab": lab()}}), encoding="utf-8")
+    log = tmp_path / "gateway.log"
+
+    with serve(tmp_path, config, "--log-format", "json") as gateway:
+        await wait_ready(base_url, gateway, log)
+        owned = await create_key(tmp_path, "alice-laptop", "lab:echo", user="alice@example.com")
+        bob = await create_key(tmp_path, "bob", "lab:echo")
+        listed = json.loads(ok(await cli(tmp_path, "user", "list", "--json")).stdout)
+        assert [(u["id"], u["active"]) for u in listed] == [("alice@example.com", True)]
+
+        async with (
+            mcp_client(f"{base_url}/mcp", headers=bearer(owned)) as alice_session,
+            mcp_client(f"{base_url}/mcp", headers=bearer(bob)) as bob_session,
+        ):
+            assert tool_names(await alice_session.list_tools()) == ["lab-echo"]
+            disabled = ok(await cli(tmp_path, "user", "disable", "alice@example.com"))
+            assert "disabled user alice@example.com" in disabled.stdout
+            with anyio.fail_after(10):
+                while await initialize_status(base_url, owned) != 401:
+                    await anyio.sleep(0.2)
+            with pytest.raises((MCPError, httpx2.HTTPError)):
+                await alice_session.list_tools()
+            assert text_of(await bob_session.call_tool("lab-echo", {"text": "fine"})) == "fine"
+
+        ok(await cli(tmp_path, "user", "enable", "alice@example.com"))
+        with anyio.fail_after(10):
+            while await initialize_status(base_url, owned) != 200:
+                await anyio.sleep(0.2)
+        unknown = await cli(tmp_path, "user", "disable", "nobody")
+        assert unknown.returncode == 1 and "no user with id nobody" in unknown.stderr
 
     assert not error_lines(log), error_lines(log)

@@ -336,6 +336,19 @@ async def test_users(store: Store) -> None:
         await store.set_user_mcp_configs("sub-1", {"github": "*"})
 
 
+async def test_disabling_a_user_bumps_the_revision_and_survives_their_next_sign_in(store: Store) -> None:
+    created = await store.upsert_user("sub-1")
+    assert created.active is True
+    before = await store.revision()
+    disabled = await store.set_user_active("sub-1", False)
+    assert disabled is not None and disabled.active is False
+    assert await store.revision() > before, "running gateways must notice"
+    assert (await store.upsert_user("sub-1", email="a@example.com")).active is False, "a sign-in does not re-enable"
+    assert (await store.set_user_active("sub-1", True)) is not None
+    assert (await store.get_user("sub-1")) is not None and (await store.get_user("sub-1")).active  # type: ignore[union-attr]
+    assert await store.set_user_active("nobody", False) is None
+
+
 # --- audit -------------------------------------------------------------------------------------
 
 

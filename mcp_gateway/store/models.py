@@ -65,6 +65,8 @@ class User(SQLModel, table=True):
     email: str | None = None
     display_name: str | None = None
     mcp_configs: dict[str, list[str]] = Field(default_factory=dict, sa_type=JSON, nullable=False)
+    active: bool = True
+    """False: the user's SSO tokens and every virtual key they own are refused."""
     created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     last_seen_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 

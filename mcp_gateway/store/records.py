@@ -61,6 +61,8 @@ class UserRecord:
     created_at: datetime
     last_seen_at: datetime | None
     """None for a user an admin configured before they ever signed in."""
+    active: bool = True
+    """False: the user's SSO tokens and every virtual key they own are refused."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -295,6 +295,7 @@ class Store:
             "email": email,
             "display_name": display_name,
             "mcp_configs": {},
+            "active": True,
             "created_at": now,
             "last_seen_at": now,
         }
@@ -318,6 +319,7 @@ class Store:
             mcp_configs=_configs_from_json(row.mcp_configs),
             created_at=row.created_at,
             last_seen_at=row.last_seen_at,
+            active=row.active,
         )
 
     @_completes
@@ -344,6 +346,17 @@ class Store:
                 session.add(row)
             else:
                 row.mcp_configs = normalized
+            await session.flush()
+            return _user_record(row)
+
+    @_completes
+    async def set_user_active(self, id: str, active: bool) -> UserRecord | None:
+        """Disable or enable a user (their SSO tokens and their keys); None if there is no such user."""
+        async with self._writing() as session:
+            row = await session.get(User, id)
+            if row is None:
+                return None
+            row.active = active
             await session.flush()
             return _user_record(row)
 
@@ -692,6 +705,7 @@ def _user_record(row: User) -> UserRecord:
         mcp_configs=_configs_from_json(row.mcp_configs),
         created_at=row.created_at,
         last_seen_at=row.last_seen_at,
+        active=row.active,
     )
 
 
