@@ -66,7 +66,7 @@ from mcp_gateway.policy import Policy
 from mcp_gateway.ratelimit import call_limits, limit_requests
 from mcp_gateway.sdk_server import end_session, is_running, open_sessions
 from mcp_gateway.server import IDENTITY_SCOPE_KEY, build_server
-from mcp_gateway.store import AuditEventIn, Store, open_store
+from mcp_gateway.store import AuditEventIn, Store, StoreError, open_store
 from mcp_gateway.supervisor import Supervisor, describe
 from mcp_gateway.toolmodes.base import ToolAccess, ToolMode
 from mcp_gateway.toolmodes.codemode import META_TOOLS as CODE_META_TOOLS
@@ -82,6 +82,7 @@ logger = logging.getLogger(__name__)
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 _UPSTREAM = TypeAdapter[Any](UpstreamConfig)
 REVISION_POLL_SECONDS = 2.0
+_STORE_DOWN = "mcpgw cannot check credentials right now (its database is unavailable); try again shortly"
 
 
 @dataclass
@@ -473,6 +474,13 @@ class IdentityMiddleware:
             identity = await self.resolver.resolve(headers)
         except AuthError as exc:
             await _unauthorized(exc.message, scope, receive, send)
+            return
+        except StoreError as exc:
+            # A key not in the cache cannot be checked while the database is down: a retryable 503,
+            # not a 500 with a traceback (and never a guess either way).
+            logger.warning("cannot check a credential: %s", exc.message)
+            body = {"jsonrpc": "2.0", "id": None, "error": {"code": -32603, "message": _STORE_DOWN}}
+            await JSONResponse(body, status_code=503, headers={"Retry-After": "5"})(scope, receive, send)
             return
         scope.setdefault("state", {})[IDENTITY_SCOPE_KEY] = identity
         scope["user"] = _principal(identity)

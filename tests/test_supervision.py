@@ -329,5 +329,14 @@ async def test_an_unreachable_store_makes_the_gateway_not_ready_while_mcp_keeps_
             body = await until(unreachable, "/readyz reports the store", timeout=15)
             assert any(p.startswith("store unreachable: ") for p in body["problems"]), body["problems"]
             await still_serves(gw)
+            async with httpx2.AsyncClient(timeout=10) as http:
+                # A key the gateway has not cached cannot be checked now: a retryable 503, not a 500.
+                unchecked = await http.post(
+                    gw.url,
+                    json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+                    headers={"x-bf-vk": "sk-mcpgw-not-cached", "Accept": "application/json, text/event-stream"},
+                )
+            assert unchecked.status_code == 503 and unchecked.headers["retry-after"] == "5"
+            assert "database is unavailable" in unchecked.json()["error"]["message"]
     finally:
         await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
