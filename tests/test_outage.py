@@ -9,7 +9,9 @@ and official SDK clients holding their sessions.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +51,23 @@ def error_lines(log: Path) -> list[str]:
     return [line for line in log.read_text(errors="replace").splitlines() if '"level": "error"' in line]
 
 
-@pytest.mark.parametrize("action", ["disable", "delete", "no-grants"])
-async def test_an_admin_action_on_a_key_with_an_open_session_harms_no_one_else(tmp_path: Path, action: str) -> None:
+@contextlib.asynccontextmanager
+async def gateway_process(tmp_path: Path) -> AsyncIterator[str]:
+    """`mcpgw serve` (enforcement on, a `lab` upstream) until the block ends; then its log must hold no error."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     config = tmp_path / "gateway.yaml"
     config.write_text(yaml.safe_dump({"server": {"port": port}, "upstreams": {"lab": lab()}}), encoding="utf-8")
     log = tmp_path / "gateway.log"
-
     with serve(tmp_path, config, "--log-format", "json") as gateway:
         await wait_ready(base_url, gateway, log)
+        yield base_url
+    assert not error_lines(log), error_lines(log)
+
+
+@pytest.mark.parametrize("action", ["disable", "delete", "no-grants"])
+async def test_an_admin_action_on_a_key_with_an_open_session_harms_no_one_else(tmp_path: Path, action: str) -> None:
+    async with gateway_process(tmp_path) as base_url:
         alice = await create_key(tmp_path, "alice", *([] if action == "no-grants" else ["lab:echo"]))
         bob = await create_key(tmp_path, "bob", "lab:*")
         carol = await create_key(tmp_path, "carol", "lab:echo")
@@ -107,18 +116,9 @@ async def test_an_admin_action_on_a_key_with_an_open_session_harms_no_one_else(t
             assert all(t["state"] == "running" and t["failures"] == 0 for t in body["tasks"]), body["tasks"]
             assert (await http.get(f"{base_url}/healthz")).status_code == 200
 
-    assert not error_lines(log), error_lines(log)
-
 
 async def test_a_user_disabled_with_the_cli_loses_the_sessions_of_their_keys_until_enabled(tmp_path: Path) -> None:
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    config = tmp_path / "gateway.yaml"
-    config.write_text(yaml.safe_dump({"server": {"port": port}, "upstreams": {"lab": lab()}}), encoding="utf-8")
-    log = tmp_path / "gateway.log"
-
-    with serve(tmp_path, config, "--log-format", "json") as gateway:
-        await wait_ready(base_url, gateway, log)
+    async with gateway_process(tmp_path) as base_url:
         owned = await create_key(tmp_path, "alice-laptop", "lab:echo", user="alice@example.com")
         bob = await create_key(tmp_path, "bob", "lab:echo")
         listed = json.loads(ok(await cli(tmp_path, "user", "list", "--json")).stdout)
@@ -144,5 +144,3 @@ async def test_a_user_disabled_with_the_cli_loses_the_sessions_of_their_keys_unt
                 await anyio.sleep(0.2)
         unknown = await cli(tmp_path, "user", "disable", "nobody")
         assert unknown.returncode == 1 and "no user with id nobody" in unknown.stderr
-
-    assert not error_lines(log), error_lines(log)

@@ -17,7 +17,6 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import httpx2
-import mcp_types as types
 import pytest
 
 from mcp_gateway.app import create_gateway
@@ -35,6 +34,7 @@ from tests.conftest import (
     running_gateway,
     text_of,
 )
+from tests.test_faults import ListChanged
 
 pytestmark = pytest.mark.anyio
 
@@ -254,15 +254,6 @@ async def test_a_crashing_upstream_owner_task_is_restarted_and_the_upstream_reco
 
         await until(reconnected, "the owner task restarted and lab connected again")
         assert text_of(await client.call_tool("lab-echo", {"text": "back"})) == "back"
-
-
-class ListChanged:
-    def __init__(self) -> None:
-        self.count = 0
-
-    async def __call__(self, message: Any) -> None:
-        if isinstance(message, types.ToolListChangedNotification):
-            self.count += 1
 
 
 async def test_a_failure_while_notifying_one_client_affects_that_client_only() -> None:
