@@ -41,9 +41,18 @@ app.add_typer(audit_app, name="audit")
 user_app = typer.Typer(no_args_is_help=True, help="SSO users and key owners: their grants, disable and enable.")
 app.add_typer(user_app, name="user")
 
-# soft_wrap: an error line must stay one line in CI logs and pipes, not be wrapped at 80 columns.
-console = Console(soft_wrap=True)
-errors = Console(stderr=True, soft_wrap=True)
+def _console(*, stderr: bool = False) -> Console:
+    """A console as wide as the terminal, or unbounded for a pipe or file: rich would otherwise assume
+    80 columns there and fold ids and grants a few characters per line (COLUMNS still wins). soft_wrap: an
+    error line stays one line in CI logs and pipes."""
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, soft_wrap=True, width=_PIPE_WIDTH if piped else None)
+
+
+_PIPE_WIDTH = 4000
+console = _console()
+errors = _console(stderr=True)
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", envvar="MCPGW_CONFIG", help="Path to gateway.yaml.", show_default=True)

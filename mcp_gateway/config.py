@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -425,7 +425,9 @@ def parse_config(
         raise ConfigError(_describe_validation_error(exc, root, source)) from None
     if not expand:
         return config
-    return expand_environment(config, os.environ if environ is None else environ, source=source)
+    return expand_environment(
+        config, os.environ if environ is None else environ, source=source, locate=lambda loc: _line_of(root, loc)
+    )
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -471,47 +473,66 @@ def _line_of(node: yaml.Node | None, loc: Iterable[Any]) -> int | None:
     return line
 
 
-def expand_environment(config: GatewayConfig, environ: Mapping[str, str], *, source: str) -> GatewayConfig:
-    """Replace `${VAR}` / `${VAR:-default}` in urls, headers, args and env so secrets stay out of the file."""
+Locate = Callable[[Sequence[Any]], int | None]
+"""A config path (e.g. `["upstreams", "github", "url"]`) → its line in the file, when known."""
+
+
+def expand_environment(
+    config: GatewayConfig, environ: Mapping[str, str], *, source: str, locate: Locate | None = None
+) -> GatewayConfig:
+    """Replace `${VAR}` / `${VAR:-default}` in urls, headers, args and env so secrets stay out of the file.
+
+    Raises:
+        ConfigError: a referenced variable is unset (naming the field, and its line when `locate` knows it).
+    """
+
+    def expand(value: str, *loc: str | int) -> str:
+        return _expand(value, environ, source, ("upstreams", *loc), locate)
+
     expanded: dict[str, StdioUpstream | HttpUpstream | SseUpstream] = {}
     for name, upstream in config.upstreams.items():
-        where = f"{source}: upstreams.{name}"
         if isinstance(upstream, StdioUpstream):
             expanded[name] = upstream.model_copy(
                 update={
-                    "command": _expand(upstream.command, environ, f"{where}.command"),
-                    "args": [_expand(a, environ, f"{where}.args") for a in upstream.args],
-                    "env": {k: _expand(v, environ, f"{where}.env.{k}") for k, v in upstream.env.items()},
+                    "command": expand(upstream.command, name, "command"),
+                    "args": [expand(a, name, "args", i) for i, a in enumerate(upstream.args)],
+                    "env": {k: expand(v, name, "env", k) for k, v in upstream.env.items()},
                 }
             )
         else:
-            url = _expand(upstream.url, environ, f"{where}.url")
+            url = expand(upstream.url, name, "url")
             try:
                 _check_http_url(url)
             except ValueError as exc:
-                raise ConfigError(f"{where}.url: {exc}") from None
+                raise ConfigError(_located(source, ("upstreams", name, "url"), locate, str(exc))) from None
             auth = upstream.auth
             if isinstance(auth, OAuthClientSettings) and auth.client_secret:
-                secret = _expand(auth.client_secret, environ, f"{where}.auth.client_secret")
+                secret = expand(auth.client_secret, name, "auth", "client_secret")
                 auth = auth.model_copy(update={"client_secret": secret})
             expanded[name] = upstream.model_copy(
                 update={
                     "url": url,
-                    "headers": {k: _expand(v, environ, f"{where}.headers.{k}") for k, v in upstream.headers.items()},
+                    "headers": {k: expand(v, name, "headers", k) for k, v in upstream.headers.items()},
                     "auth": auth,
                 }
             )
     return config.model_copy(update={"upstreams": expanded})
 
 
-def _expand(value: str, environ: Mapping[str, str], where: str) -> str:
+def _located(source: str, loc: Sequence[Any], locate: Locate | None, message: str) -> str:
+    line = locate(loc) if locate is not None else None
+    field = ".".join(str(part) for part in loc)
+    return f"{source}: {f'line {line}: ' if line else ''}{field}: {message}"
+
+
+def _expand(value: str, environ: Mapping[str, str], source: str, loc: Sequence[Any], locate: Locate | None) -> str:
     def replace(match: re.Match[str]) -> str:
         variable, default = match.group(1), match.group(2)
         if variable in environ:
             return environ[variable]
         if default is not None:
             return default
-        raise ConfigError(f"{where}: environment variable {variable} is not set")
+        raise ConfigError(_located(source, loc, locate, f"environment variable {variable} is not set"))
 
     return _ENV_REFERENCE.sub(replace, value)
 

@@ -149,6 +149,16 @@ def test_list_is_newest_first_with_limit_and_never_has_keys(tmp_path: Path) -> N
     assert "2 of 3 virtual keys" in table
 
 
+def test_tables_written_to_a_pipe_keep_each_row_on_one_line(tmp_path: Path) -> None:
+    name = "a-rather-long-key-name-for-the-platform-team"
+    key_id = create_key(tmp_path, "--name", name, "--allow", "notes:get_note,list_notes", "--allow", "media:*")["id"]
+
+    table = ok(mcpgw(tmp_path, "vk", "list")).stdout  # no COLUMNS, not a terminal: what `| grep` sees
+
+    [row] = [line for line in table.splitlines() if key_id in line]
+    assert name in row and "notes:get_note,list_notes media:*" in row, table
+
+
 def test_list_on_an_empty_store(tmp_path: Path) -> None:
     assert json.loads(ok(mcpgw(tmp_path, "vk", "list", "--json")).stdout) == []
 

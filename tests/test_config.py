@@ -372,7 +372,7 @@ def test_unset_variable_names_variable_and_field_without_leaking_other_values() 
     )
 
     assert "GITHUB_TOKEN" in message
-    assert "upstreams.remote.headers.Authorization" in message
+    assert "line 7: upstreams.remote.headers.Authorization" in message
     for secret in ("literal-secret-4711", "cookie-secret-1234", "url-secret-0815"):
         assert secret not in message
 
@@ -389,9 +389,24 @@ def test_unset_variable_in_stdio_env_names_the_key() -> None:
         """
     )
 
-    assert "upstreams.local.env.API_KEY" in message
+    assert "line 6: upstreams.local.env.API_KEY: environment variable MISSING_KEY is not set" in message
     assert "MISSING_KEY" in message
     assert "visible-value" not in message
+
+
+def test_unset_variable_in_args_names_the_item_and_its_line() -> None:
+    message = config_error(
+        """\
+        upstreams:
+          local:
+            command: npx
+            args:
+              - -y
+              - ${PACKAGE}
+        """
+    )
+
+    assert message.endswith("line 6: upstreams.local.args.1: environment variable PACKAGE is not set"), message
 
 
 def test_missing_file_suggests_init(tmp_path: Path) -> None:
