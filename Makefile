@@ -3,6 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
+PORT ?= 8080
+MEDIA_PORT ?= 8931
 
 .PHONY: run test check lint pytest npm-peers browser bench clean
 
@@ -26,10 +28,9 @@ browser:
 	bash scripts/install-browser.sh
 
 # Starts the example streamable-HTTP upstream next to the gateway so the demo needs no network.
+# Ports: make run PORT=9090 MEDIA_PORT=8932 (defaults 8080 and 8931).
 run: $(VENV)/.installed
-	@$(PY) examples/servers/media_server.py --transport http --port 8931 >/dev/null 2>&1 & media=$$!; \
-	trap 'kill $$media 2>/dev/null' EXIT INT TERM; \
-	$(BIN)/mcpgw serve --config examples/gateway.yaml
+	@PORT=$(PORT) MEDIA_PORT=$(MEDIA_PORT) bash scripts/run-demo.sh
 
 check: $(VENV)/.installed-dev
 	$(BIN)/ruff check mcp_gateway llm_gateway tests examples benchmarks
