@@ -41,6 +41,7 @@ app.add_typer(audit_app, name="audit")
 user_app = typer.Typer(no_args_is_help=True, help="SSO users and key owners: their grants, disable and enable.")
 app.add_typer(user_app, name="user")
 
+
 def _console(*, stderr: bool = False) -> Console:
     """A console as wide as the terminal, or unbounded for a pipe or file: rich would otherwise assume
     80 columns there and fold ids and grants a few characters per line (COLUMNS still wins). soft_wrap: an

@@ -31,11 +31,13 @@ from typing import Any
 import pydantic_core
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from mcp_types import INVALID_REQUEST, PARSE_ERROR
+from mcp_types.version import SUPPORTED_PROTOCOL_VERSIONS
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _JSON = "application/json"
+_VERSIONS = frozenset(SUPPORTED_PROTOCOL_VERSIONS)
 JSONRPC_METHOD_KEY = "mcpgw.jsonrpc_method"
 """Where `EnvelopeGuard` leaves the `method` of a POSTed JSON-RPC message in the ASGI scope's state."""
 
@@ -83,6 +85,16 @@ class EnvelopeGuard:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"mcp-protocol-version" and value.decode("latin-1") not in _VERSIONS:
+                    # The SDK answers 400 too, but with a message about `params._meta` envelope keys.
+                    why = (
+                        f"Unsupported MCP-Protocol-Version {value.decode('latin-1')!r}: "
+                        f"this gateway speaks {', '.join(SUPPORTED_PROTOCOL_VERSIONS)}"
+                    )
+                    await error_response(400, INVALID_REQUEST, why)(scope, receive, send)
+                    return
         if scope["type"] == "http" and scope["method"] == "GET":
             kept = [(name, value) for name, value in scope["headers"] if name != b"last-event-id"]
             await self.app({**scope, "headers": kept}, receive, send)

@@ -239,6 +239,18 @@ MALFORMED: list[tuple[str, bytes, int]] = [
 ]
 
 
+async def test_an_unknown_protocol_version_header_is_named_with_the_versions_spoken() -> None:
+    async with running_gateway({"lab": lab()}) as gw:
+        listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+        answer = await post(gw, listing, **{"MCP-Protocol-Version": "2099-01-01"})
+        ok = await post(gw, **{"MCP-Protocol-Version": "2025-06-18"})
+    assert answer.status_code == 400
+    message = error_of(answer)["message"]
+    assert message.startswith("Unsupported MCP-Protocol-Version '2099-01-01': this gateway speaks ")
+    assert "2025-11-25" in message and "2026-07-28" in message and "_meta" not in message
+    assert ok.status_code == 200
+
+
 @pytest.mark.parametrize("protocol_version", ["2025-11-25", "2026-07-28"])
 async def test_malformed_messages_get_json_rpc_errors_with_400(protocol_version: str) -> None:
     async with running_gateway({"lab": lab()}) as gw:
