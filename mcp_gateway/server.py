@@ -20,9 +20,11 @@ import anyio
 import mcp_types as types
 from mcp import MCPError
 from mcp.server import NotificationOptions, Server, ServerRequestContext
+from mcp.server.context import CallNext, HandlerResult, ServerMiddleware
 from mcp.server.models import InitializationOptions
 from mcp.shared.exceptions import NoBackChannelError
 from mcp_types import INVALID_PARAMS
+from pydantic import ValidationError
 
 from mcp_gateway import __version__
 from mcp_gateway.audit import AuditEvent, AuditLog
@@ -320,8 +322,27 @@ def build_server(
         await clients.resource_updated((*plain, explicit_uri(upstream, uri)))
 
     manager.on_catalog_change(announce)
+    server.middleware.append(ExplainInvalidParams())
     manager.on_resource_updated(resource_updated)
     return server
+
+
+class ExplainInvalidParams(ServerMiddleware[Any]):
+    """Says which parameter is wrong: the SDK answers every malformed request with a bare
+    "Invalid request parameters", which leaves a client author guessing."""
+
+    async def __call__(self, ctx: Ctx, call_next: CallNext) -> HandlerResult:
+        try:
+            return await call_next(ctx)
+        except ValidationError as exc:
+            problems = [f"{_params_path(error['loc'])}: {error['msg']}" for error in exc.errors(include_url=False)[:3]]
+            raise MCPError(INVALID_PARAMS, f"Invalid params for {ctx.method}: " + "; ".join(problems)) from None
+
+
+def _params_path(loc: tuple[int | str, ...]) -> str:
+    """`("params", "name")` or `("name",)` → `params.name` (the SDK validates whole requests or just params)."""
+    parts = [str(part) for part in loc]
+    return ".".join(parts if parts[:1] == ["params"] else ["params", *parts])
 
 
 async def _relayed(ctx: Ctx, upstream: UpstreamConnection, request: types.ClientRequest) -> dict[str, Any]:

@@ -239,6 +239,25 @@ MALFORMED: list[tuple[str, bytes, int]] = [
 ]
 
 
+async def test_malformed_tool_call_params_name_the_field() -> None:
+    async with running_gateway({"lab": lab()}) as gw:
+        opened = await post(gw)
+        session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "MCP-Protocol-Version": "2025-06-18"}
+        await post(gw, {"jsonrpc": "2.0", "method": "notifications/initialized"}, **session)
+        answers = [
+            await post(gw, {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": params}, **session)
+            for params in ({"arguments": {}}, {"name": 5, "arguments": "x"})
+        ]
+    messages = [json.loads(line[5:]) for a in answers for line in a.text.splitlines() if line.startswith("data:")]
+    messages += [a.json() for a in answers if a.headers["content-type"].startswith("application/json")]
+    errors = sorted(m["error"]["message"] for m in messages)
+    assert errors == [
+        "Invalid params for tools/call: params.arguments: Input should be a valid dictionary; "
+        "params.name: Input should be a valid string",
+        "Invalid params for tools/call: params.name: Field required",
+    ], errors
+
+
 async def test_an_unknown_protocol_version_header_is_named_with_the_versions_spoken() -> None:
     async with running_gateway({"lab": lab()}) as gw:
         listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
