@@ -1,12 +1,30 @@
 """mcpgw: one MCP endpoint that aggregates, governs and relays many upstream MCP servers."""
 
 from mcp_gateway.config import GatewayConfig, UpstreamConfig, load_config
-from mcp_gateway.errors import ConfigError, GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from mcp_gateway.errors import (
+    AuthError,
+    ConfigError,
+    CredentialError,
+    CredentialRequired,
+    GatewayError,
+    IdentityRequired,
+    OAuthError,
+    UnknownTool,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 
 __all__ = [
+    "AuthError",
     "ConfigError",
+    "CredentialError",
+    "CredentialRequired",
     "GatewayConfig",
     "GatewayError",
+    "IdentityRequired",
+    "OAuthError",
+    "UnknownTool",
     "UpstreamConfig",
     "UpstreamError",
     "UpstreamTimeout",

@@ -49,17 +49,9 @@ from mcp_gateway.config import (
 from mcp_gateway.credentials.broker import SHARED_PRINCIPAL, CredentialBroker
 from mcp_gateway.credentials.flows import FlowRegistry
 from mcp_gateway.credentials.routes import credential_routes
-from mcp_gateway.errors import ConfigError, CredentialRequired
+from mcp_gateway.errors import AuthError, ConfigError, CredentialRequired
 from mcp_gateway.guards import EnvelopeGuard, HostOriginGuard
-from mcp_gateway.identity import (
-    AuthError,
-    Identity,
-    IdentityMode,
-    IdentityResolver,
-    JwtVerifier,
-    KeyGrant,
-    UserAccess,
-)
+from mcp_gateway.identity import Identity, IdentityMode, IdentityResolver, JwtVerifier, KeyGrant, UserAccess
 from mcp_gateway.keys import KeyCaches
 from mcp_gateway.observability import Metrics, RequestContextMiddleware
 from mcp_gateway.policy import Policy

@@ -1,15 +1,25 @@
-"""Exceptions raised by the gateway.
+"""Exceptions raised by the gateway: one tree, so a face can map any of them to its own error shape.
 
 Hierarchy::
 
     GatewayError
     ├── ConfigError            the configuration file or a CLI argument is invalid
+    ├── AuthError              a request's credentials are missing or invalid (HTTP 401)
+    ├── UnknownTool            no such tool, or the caller may not see it (both look the same)
+    ├── OAuthError             a step of the gateway's OAuth client (discovery, registration, tokens) failed
+    ├── StoreError             a database operation failed            (store/errors.py: StoreUnavailable,
+    │                                                                  RecordNotFound)
+    ├── VaultError             the credential vault cannot do it      (vault/errors.py: MasterKeyError,
+    │                                                                  WrongMasterKey, CredentialUnreadable)
     └── UpstreamError          something went wrong talking to one upstream server
         ├── UpstreamUnavailable    not connected (failed to start, crashed, disconnected)
         ├── UpstreamTimeout        did not answer within its configured call timeout
         └── CredentialError        a per-user upstream cannot be called as this caller (yet)
             ├── IdentityRequired       the caller is anonymous: there is nobody to hold a credential
             └── CredentialRequired     the caller has no (working) credential: `url` collects one
+
+`StoreError` and `VaultError` live beside the code that raises them (their subclasses are
+specific to it) and are drawn here so the whole tree is in one place.
 
 Foreign exceptions (from the MCP SDK, httpx2, anyio) are translated into these at the
 boundary where the gateway calls them, so clients only ever see messages we wrote.
@@ -30,6 +40,32 @@ class GatewayError(Exception):
 
 class ConfigError(GatewayError):
     """Raised when gateway.yaml (or an imported mcpServers file) is invalid; the message names field and line."""
+
+
+class AuthError(GatewayError):
+    """Raised when a request's credentials are missing or invalid; faces answer HTTP 401 with `message`."""
+
+
+class UnknownTool(GatewayError):
+    """Raised for a tool that does not exist or the caller may not use (the two are never told apart)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Unknown tool: {name}")
+        self.name = name
+
+
+class OAuthError(GatewayError):
+    """Raised when a step of the OAuth client fails; `message` (and `str(error)`) is safe to show the end user.
+
+    `error` is the provider's OAuth error code when it sent one (`invalid_grant`, …). `transient` marks
+    failures worth retrying later (network, timeouts, 5xx) as opposed to ones that need a person
+    (re-consent, configuration).
+    """
+
+    def __init__(self, message: str, *, error: str | None = None, transient: bool = False) -> None:
+        super().__init__(message)
+        self.error = error
+        self.transient = transient
 
 
 class UpstreamError(GatewayError):

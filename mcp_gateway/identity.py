@@ -28,6 +28,8 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from pydantic import BaseModel, ConfigDict, Field
 
+from mcp_gateway.errors import AuthError
+
 logger = logging.getLogger(__name__)
 
 VK_PREFIX = "sk-mcpgw-"
@@ -91,14 +93,6 @@ class Identity:
 
     def describe(self) -> str:
         return f"{self.mode.value} {self.subject}" if self.subject else self.mode.value
-
-
-class AuthError(Exception):
-    """Raised when a request's credentials are missing or invalid; answered with HTTP 401."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class JwtSettings(BaseModel):

@@ -31,12 +31,12 @@ from mcp_gateway.audit import AuditEvent, AuditLog
 from mcp_gateway.catalog import explicit_uri
 from mcp_gateway.clients import ClientConnections
 from mcp_gateway.config import prefix_of
-from mcp_gateway.errors import CredentialRequired, UpstreamError, UpstreamUnavailable
+from mcp_gateway.errors import CredentialRequired, UnknownTool, UpstreamError, UpstreamUnavailable
 from mcp_gateway.identity import Identity
 from mcp_gateway.policy import Policy, View
 from mcp_gateway.relay import CURRENT_CALLER, Caller
 from mcp_gateway.sdk_server import connection_of
-from mcp_gateway.toolmodes.base import ModalTool, ToolAccess, ToolMode, UnknownTool
+from mcp_gateway.toolmodes.base import ModalTool, ToolAccess, ToolMode
 from mcp_gateway.toolmodes.presenter import Presentation, Presenter
 from mcp_gateway.upstreams.connection import ListKind, UpstreamConnection, UpstreamState
 from mcp_gateway.upstreams.manager import UpstreamManager

@@ -12,7 +12,8 @@ import mcp_types as types
 import pytest
 
 from mcp_gateway.config import CodeModeLimits
-from mcp_gateway.toolmodes.base import ModalTool, ToolMode, UnknownTool
+from mcp_gateway.errors import UnknownTool
+from mcp_gateway.toolmodes.base import ModalTool, ToolMode
 from mcp_gateway.toolmodes.codemode import META_TOOLS, CodeMode, _tool_value
 
 pytestmark = pytest.mark.anyio

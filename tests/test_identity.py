@@ -10,8 +10,8 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from mcp_gateway.errors import AuthError
 from mcp_gateway.identity import (
-    AuthError,
     AuthSettings,
     IdentityMode,
     IdentityResolver,

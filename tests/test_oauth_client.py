@@ -24,7 +24,6 @@ from mcp_gateway.config import OAuthClientSettings
 from mcp_gateway.credentials.oauth import (
     AuthServer,
     ClientRegistration,
-    OAuthError,
     TokenSet,
     authorization_url,
     client_for,
@@ -36,6 +35,7 @@ from mcp_gateway.credentials.oauth import (
     register_client,
     requested_scopes,
 )
+from mcp_gateway.errors import OAuthError
 from tests.oauth.authorization_server import MiniAuthorizationServer
 from tests.oauth.fixtures import (
     CallbackReceiver,

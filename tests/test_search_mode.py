@@ -10,7 +10,8 @@ import mcp_types as types
 import pytest
 
 from mcp_gateway.catalog import exposed_name
-from mcp_gateway.toolmodes.base import ModalTool, ToolMode, UnknownTool
+from mcp_gateway.errors import UnknownTool
+from mcp_gateway.toolmodes.base import ModalTool, ToolMode
 from mcp_gateway.toolmodes.search import META_TOOLS, SearchIndex, SearchMode, tokenize
 from tests.toolcatalog import QUERIES, SEPARATOR, generated_catalog
 

@@ -12,7 +12,8 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
 from mcp_gateway.credentials.broker import SHARED_PRINCIPAL, CredentialBroker
-from mcp_gateway.identity import AuthError, IdentityMode
+from mcp_gateway.errors import AuthError
+from mcp_gateway.identity import IdentityMode
 from mcp_gateway.upstreams.per_user import PerUserUpstream
 
 if TYPE_CHECKING:

@@ -34,10 +34,6 @@ class ModalTool:
     mode: ToolMode
 
 
-class UnknownTool(Exception):
-    """Raised by `ToolAccess.call` for a tool that does not exist or the caller may not use."""
-
-
 class ToolAccess(Protocol):
     """The caller's tools, for meta tools. Built per request; holds the caller's identity."""
 

@@ -30,8 +30,8 @@ import mcp_types as types
 import pydantic_monty as monty
 
 from mcp_gateway.config import CodeModeLimits
-from mcp_gateway.errors import GatewayError
-from mcp_gateway.toolmodes.base import ModalTool, ToolAccess, ToolMode, UnknownTool
+from mcp_gateway.errors import GatewayError, UnknownTool
+from mcp_gateway.toolmodes.base import ModalTool, ToolAccess, ToolMode
 from mcp_gateway.toolmodes.compact import first_sentence
 from mcp_gateway.toolmodes.stubs import PACKAGE, RETURN_CONVENTION, StubbedTool, ToolLayout, build_layout
 

@@ -25,7 +25,8 @@ import mcp_types as types
 import numpy as np
 from bm25s.stopwords import STOPWORDS_EN_PLUS  # type: ignore[import-untyped]
 
-from mcp_gateway.toolmodes.base import ModalTool, ToolAccess, ToolMode, UnknownTool
+from mcp_gateway.errors import UnknownTool
+from mcp_gateway.toolmodes.base import ModalTool, ToolAccess, ToolMode
 from mcp_gateway.toolmodes.compact import first_sentence
 
 SEARCH_TOOLS = "search_tools"

@@ -22,14 +22,7 @@ redaction). Callers import from here only; the submodules are not an API.
 """
 
 from mcp_gateway.credentials.oauth.discovery import discover
-from mcp_gateway.credentials.oauth.model import (
-    AUTH_METHODS,
-    AuthMethod,
-    AuthServer,
-    ClientRegistration,
-    OAuthError,
-    TokenSet,
-)
+from mcp_gateway.credentials.oauth.model import AUTH_METHODS, AuthMethod, AuthServer, ClientRegistration, TokenSet
 from mcp_gateway.credentials.oauth.registration import client_for, obtain_client, register_client, requested_scopes
 from mcp_gateway.credentials.oauth.tokens import (
     PKCE_VERIFIER_LENGTH,
@@ -39,6 +32,7 @@ from mcp_gateway.credentials.oauth.tokens import (
     refresh,
 )
 from mcp_gateway.credentials.oauth.transport import MAX_RESPONSE_BYTES, PROVIDER_TEXT_LIMIT, REQUEST_TIMEOUT
+from mcp_gateway.errors import OAuthError
 
 __all__ = [
     "AUTH_METHODS",

@@ -18,8 +18,9 @@ import anyio
 import httpx2
 
 from mcp_gateway.config import OAuthClientSettings
-from mcp_gateway.credentials.oauth.model import AuthServer, OAuthError, _same_issuer, _str_tuple
+from mcp_gateway.credentials.oauth.model import AuthServer, _same_issuer, _str_tuple
 from mcp_gateway.credentials.oauth.transport import REQUEST_TIMEOUT, _describe, _get_json_document, _where
+from mcp_gateway.errors import OAuthError
 
 _PROBE_BODY = {
     "jsonrpc": "2.0",

@@ -16,20 +16,6 @@ AUTH_METHODS: tuple[AuthMethod, ...] = ("client_secret_basic", "client_secret_po
 """Token endpoint client authentication methods the gateway can use, in order of preference."""
 
 
-class OAuthError(Exception):
-    """An OAuth step failed; `str(error)` is safe to show to the end user.
-
-    `error` is the provider's OAuth error code when it sent one (`invalid_grant`, …). `transient` marks
-    failures worth retrying later (network, timeouts, 5xx) as opposed to ones that need a person
-    (re-consent, configuration).
-    """
-
-    def __init__(self, message: str, *, error: str | None = None, transient: bool = False) -> None:
-        super().__init__(message)
-        self.error = error
-        self.transient = transient
-
-
 # --- value types ----------------------------------------------------------------------------------
 
 

@@ -14,14 +14,9 @@ from typing import Any
 import httpx2
 
 from mcp_gateway.config import OAuthClientSettings
-from mcp_gateway.credentials.oauth.model import (
-    AuthMethod,
-    AuthServer,
-    ClientRegistration,
-    OAuthError,
-    _auth_method_named,
-)
+from mcp_gateway.credentials.oauth.model import AuthMethod, AuthServer, ClientRegistration, _auth_method_named
 from mcp_gateway.credentials.oauth.transport import _json_object, _send, _where
+from mcp_gateway.errors import OAuthError
 
 
 def client_for(settings: OAuthClientSettings, server: AuthServer, redirect_uri: str) -> ClientRegistration | None:

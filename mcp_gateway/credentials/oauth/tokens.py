@@ -21,8 +21,9 @@ from authlib.oauth2.rfc6749.parameters import (  # type: ignore[import-untyped]
 )
 from authlib.oauth2.rfc7636 import create_s256_code_challenge  # type: ignore[import-untyped]
 
-from mcp_gateway.credentials.oauth.model import AuthServer, ClientRegistration, OAuthError, TokenSet, _same_issuer
+from mcp_gateway.credentials.oauth.model import AuthServer, ClientRegistration, TokenSet, _same_issuer
 from mcp_gateway.credentials.oauth.transport import _json_object, _provider_text, _send, _where
+from mcp_gateway.errors import OAuthError
 
 PKCE_VERIFIER_LENGTH = 64  # RFC 7636 §4.1: 43-128 characters from the unreserved set
 

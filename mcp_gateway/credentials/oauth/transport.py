@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 import httpx2
 
-from mcp_gateway.credentials.oauth.model import OAuthError
+from mcp_gateway.errors import OAuthError
 
 REQUEST_TIMEOUT = 15.0
 """Seconds for any one request to a provider: a consent flow or a tool call is waiting on it."""
