@@ -53,9 +53,10 @@ from mcp_gateway.errors import AuthError, ConfigError, CredentialRequired
 from mcp_gateway.guards import EnvelopeGuard, HostOriginGuard
 from mcp_gateway.identity import Identity, IdentityMode, IdentityResolver, JwtVerifier, KeyGrant, UserAccess
 from mcp_gateway.keys import KeyCaches
-from mcp_gateway.observability import Metrics, RequestContextMiddleware
+from mcp_gateway.metrics import Metrics
 from mcp_gateway.policy import Policy
 from mcp_gateway.ratelimit import call_limits, limit_requests
+from mcp_gateway.request_context import RequestContextMiddleware
 from mcp_gateway.sdk_server import end_session, is_running, open_sessions
 from mcp_gateway.server import IDENTITY_SCOPE_KEY, build_server
 from mcp_gateway.store import AuditEventIn, Store, StoreError, open_store

@@ -111,7 +111,7 @@ def _has(module: str) -> bool:
 
 
 def _setup_logging(level: str, fmt: Literal["console", "json"] = "console") -> None:
-    from mcp_gateway.observability import configure_logging
+    from mcp_gateway.logs import configure_logging
 
     configure_logging(level, fmt)
 
@@ -140,7 +140,7 @@ def serve(
 ) -> None:
     """Run the gateway: MCP clients connect to http://HOST:PORT/mcp."""
     from mcp_gateway.app import create_gateway, is_loopback
-    from mcp_gateway.observability import configure_tracing
+    from mcp_gateway.tracing import configure_tracing
 
     _setup_logging(log_level, log_format)
     _load(config)  # fail fast, with line numbers, on a bad file or an unset ${VAR}

@@ -13,7 +13,7 @@ import httpx2
 import mcp_types as types
 import pytest
 
-from mcp_gateway.observability import inject_trace_headers
+from mcp_gateway.tracing import inject_trace_headers
 from mcp_gateway.upstreams.direct import DirectHttp
 from mcp_gateway.upstreams.transports import _DrainingTransport, _plain_pool
 from tests.conftest import LAB_SERVER, mcp_client, running_gateway, text_of, upstream_process

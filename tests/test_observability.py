@@ -37,7 +37,9 @@ from starlette.routing import Route
 from mcp_gateway.app import create_gateway
 from mcp_gateway.clients import ClientConnections
 from mcp_gateway.config import GatewayConfig
-from mcp_gateway.observability import REDACTED, Metrics, RequestContextMiddleware, configure_logging, redact_text
+from mcp_gateway.logs import REDACTED, configure_logging, redact_text
+from mcp_gateway.metrics import Metrics
+from mcp_gateway.request_context import RequestContextMiddleware
 from mcp_gateway.upstreams.manager import UpstreamManager
 from tests.conftest import (
     LAB_SERVER,
@@ -291,7 +293,7 @@ def test_metrics_can_be_turned_off() -> None:
 TRACING_PROBE = """
 import json, sys
 from opentelemetry import trace
-from mcp_gateway.observability import configure_tracing
+from mcp_gateway.tracing import configure_tracing
 provider = configure_tracing()
 print(json.dumps({"on": provider is not None, "global": trace.get_tracer_provider() is provider,
                   "resource": dict(provider.resource.attributes) if provider else {}}))

@@ -17,7 +17,7 @@ import structlog
 from mcp.client.session import ClientRequestContext
 
 from mcp_gateway.credentials.broker import IDENTITY_HINT
-from mcp_gateway.observability import configure_logging
+from mcp_gateway.logs import configure_logging
 from tests.conftest import (
     ADMIN_TOKEN,
     RunningGateway,

@@ -49,9 +49,9 @@ from pydantic import TypeAdapter, ValidationError
 from mcp_gateway import __version__
 from mcp_gateway.config import HttpUpstream, SseUpstream, StdioUpstream
 from mcp_gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from mcp_gateway.observability import upstream_span
 from mcp_gateway.relay import Caller, InFlight
 from mcp_gateway.supervisor import Supervisor
+from mcp_gateway.tracing import upstream_span
 from mcp_gateway.upstreams.direct import DirectHttp, NotDirect
 from mcp_gateway.upstreams.streams import MergedInbound, ReceiveStreamBase
 from mcp_gateway.upstreams.transports import Streams, open_transport

@@ -21,7 +21,7 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp_gateway.config import HttpUpstream, SseUpstream, StdioUpstream
-from mcp_gateway.observability import inject_trace_headers
+from mcp_gateway.tracing import inject_trace_headers
 from mcp_gateway.upstreams.direct import DirectHttp
 
 # A server may hold a response stream open while a long tool runs, and the standalone GET

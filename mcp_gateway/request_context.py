@@ -1,0 +1,74 @@
+"""Per-request context for the HTTP faces: a `request_id` that every log line of the request carries
+(echoed as `X-Request-Id`), and the response counted in the metrics.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mcp_gateway.metrics import Metrics
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID_HEADER = b"x-request-id"
+
+
+class RequestContextMiddleware:
+    """Gives each HTTP request a `request_id` (logged with every line, echoed as `X-Request-Id`) and counts it.
+
+    A client's own `X-Request-Id` is kept when it is a plain token (at most 128 of
+    `A-Z a-z 0-9 . _ : -`), so ids can be followed across hops; anything else is replaced.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_request_id(scope["headers"]) or uuid.uuid4().hex
+        path = _path_label(scope["path"])
+        metrics = self.metrics
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", ()), (_REQUEST_ID_HEADER, request_id.encode())]
+                if metrics is not None:
+                    metrics.http_response(path, message["status"])
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception:
+                if not started and metrics is not None:
+                    metrics.http_response(path, 500)  # Starlette's error middleware, outside us, answers it
+                raise
+
+
+def _incoming_request_id(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name.lower() == _REQUEST_ID_HEADER:
+            text = value.decode("latin-1")
+            return text if _REQUEST_ID.match(text) else None
+    return None
+
+
+_PATHS = frozenset({"/mcp", "/healthz", "/readyz", "/metrics"})
+
+
+def _path_label(path: str) -> str:
+    if path in _PATHS:
+        return path
+    if path == "/api" or path.startswith("/api/"):
+        return "/api"  # admin API paths hold ids: one label for all of them
+    return "other"

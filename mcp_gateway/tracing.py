@@ -1,0 +1,127 @@
+"""OpenTelemetry traces. The MCP SDK opens a SERVER span per client message and a CLIENT span per
+message it sends, with W3C trace context in `_meta`. We add a CLIENT span per upstream request
+carrying the upstream's name (`upstream_span`), and a `traceparent` header on HTTP upstream
+requests (`inject_trace_headers`). Without `OTEL_EXPORTER_OTLP_ENDPOINT` the API's no-op tracer
+is kept. No web framework here: upstream connections depend on this module.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, StatusCode
+
+from mcp_gateway import __version__
+from mcp_gateway.errors import UpstreamTimeout, UpstreamUnavailable
+
+if TYPE_CHECKING:
+    import httpx2
+    from mcp_types import ClientRequest
+    from opentelemetry.sdk.trace import TracerProvider
+
+
+_tracer = trace.get_tracer("mcpgw", __version__)
+
+
+def configure_tracing(environ: Mapping[str, str] = os.environ) -> TracerProvider | None:
+    """Export spans over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `…_TRACES_ENDPOINT`) is set.
+
+    The exporter reads the other standard `OTEL_*` variables itself (headers, timeout, …).
+    Returns the provider, to be shut down (flushing spans) when the gateway exits; None when
+    tracing stays off and the API's no-op tracer is used.
+    """
+    wanted = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    if not wanted or environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return None
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES; "mcpgw" only when they name no service.
+    resource = Resource.create({"service.version": __version__})
+    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({"service.name": "mcpgw"}))
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+class UpstreamCall:
+    """One upstream request being traced; `result` notes a tool error in an otherwise good answer."""
+
+    __slots__ = ("outcome", "span")
+
+    def __init__(self, span: trace.Span | None) -> None:
+        self.span = span
+        self.outcome = "ok"
+
+    def result(self, result: dict[str, Any]) -> dict[str, Any]:
+        if self.span is not None and result.get("isError") is True:
+            self.outcome = "tool_error"
+            self.span.set_status(StatusCode.ERROR)
+        return result
+
+
+_UNTRACED = nullcontext(UpstreamCall(None))
+
+
+def upstream_span(upstream: str, transport: str, request: ClientRequest) -> AbstractContextManager[UpstreamCall]:
+    """A CLIENT span around one request to an upstream, e.g. `tools/call search` on upstream `github`."""
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        # No SDK configured: skip even the API's no-op span (about 10 µs a call). Trace context
+        # from the client still flows on through the SDK's own per-message span.
+        return _UNTRACED
+    return _upstream_span(upstream, transport, request)
+
+
+@contextmanager
+def _upstream_span(upstream: str, transport: str, request: ClientRequest) -> Iterator[UpstreamCall]:
+    method = request.method
+    target = getattr(getattr(request, "params", None), "name", None)
+    attributes: dict[str, str] = {
+        "mcp.method.name": method,
+        "mcpgw.upstream": upstream,
+        "mcpgw.transport": transport,
+    }
+    if isinstance(target, str):
+        attributes["gen_ai.tool.name" if method == "tools/call" else "mcp.target.name"] = target
+    name = f"{method} {target}" if isinstance(target, str) else method
+    with _tracer.start_as_current_span(
+        name, kind=SpanKind.CLIENT, attributes=attributes, record_exception=False, set_status_on_exception=False
+    ) as span:
+        call = UpstreamCall(span)
+        try:
+            yield call
+        except BaseException as exc:
+            outcome = _outcome(exc)
+            span.set_attribute("mcpgw.outcome", outcome)
+            if outcome != "cancelled":  # the caller gave up: not the upstream's failure
+                span.set_attribute("error.type", outcome if outcome != "error" else type(exc).__qualname__)
+                span.set_status(StatusCode.ERROR, str(exc))
+            raise
+        span.set_attribute("mcpgw.outcome", call.outcome)
+
+
+def _outcome(exc: BaseException) -> str:
+    if isinstance(exc, UpstreamTimeout):
+        return "timeout"
+    if isinstance(exc, UpstreamUnavailable):
+        return "unavailable"
+    if not isinstance(exc, Exception):
+        return "cancelled"
+    return "error"
+
+
+async def inject_trace_headers(request: httpx2.Request) -> None:
+    """httpx2 request hook: W3C `traceparent`/`tracestate` headers, so HTTP upstreams join the trace.
+
+    The SDK puts the same context into each message's `_meta`; servers and proxies that only
+    read HTTP headers need it there too. With no active span this adds nothing.
+    """
+    propagate.inject(request.headers)
