@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_gateway.answers import AnswerAsJson
 from mcp_gateway.audit import AuditEvent, AuditLog
+from mcp_gateway.calls import ToolCalls
 from mcp_gateway.clients import ClientConnections
 from mcp_gateway.config import (
     GatewayConfig,
@@ -96,6 +97,8 @@ class Gateway:
     store: Store | None = None
     broker: CredentialBroker | None = None
     audit: AuditLog | None = None
+    calls: ToolCalls | None = None
+    """The call pipeline: every face that calls a tool as a caller goes through it."""
     supervisor: Supervisor = field(default_factory=Supervisor)
     skipped_upstreams: dict[str, str] = field(default_factory=dict)
     store_error: str | None = None
@@ -271,11 +274,12 @@ def create_gateway(
 
     presenter = Presenter(mode_of, {ToolMode.SEARCH: SEARCH_META_TOOLS, ToolMode.CODE: CODE_META_TOOLS})
     code_mode = _LazyCodeMode(CodeMode(config.server.code_mode))
+    calls = ToolCalls(manager, policy, audit, credential_wait=config.server.credential_wait_seconds)
     server = build_server(
         manager,
         clients,
         policy,
-        audit,
+        calls,
         refresh_identity,
         presenter,
         {ToolMode.SEARCH: SearchMode(), ToolMode.CODE: code_mode},
@@ -410,6 +414,7 @@ def create_gateway(
         resolver=resolver,
         flows=flows,
         supervisor=supervisor,
+        calls=calls,
     )
     gateway_ref.append(gateway)
     from mcp_gateway.admin_api import create_admin_api  # the admin API reads the Gateway it serves

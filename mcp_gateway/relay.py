@@ -24,35 +24,27 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from mcp.server.session import ServerSession
-from mcp_types import RequestId
-from starlette.requests import Request
-
+from mcp_gateway.channel import ClientChannel
 from mcp_gateway.identity import Identity
 
 
 @dataclass(eq=False, slots=True)
 class Caller:
-    """The client request the gateway is serving: where relayed messages must go."""
+    """The client request the gateway is serving: where relayed messages must go, and who is asking."""
 
-    session: ServerSession
-    """Request-scoped session: messages sent through it ride that request's response stream."""
-    request_id: RequestId | None
-    connection_key: object
-    """Identifies the client connection, so two requests of one client count as one caller."""
-    progress_token: str | int | None = None
+    channel: ClientChannel
     identity: Identity | None = None
     """Who is calling: per-user upstreams pick the session (and credentials) by it."""
-    http_request: Request | None = None
-    """The HTTP request the call came in on (None on stdio)."""
+
+    @property
+    def connection_key(self) -> object:
+        """Identifies the client connection, so two requests of one client count as one caller."""
+        return self.channel.connection_key
 
     @property
     def base_url(self) -> str | None:
-        """How the caller reached the gateway (scheme://host[:port]), for links they can open.
-
-        Derived on demand: only per-user upstreams that need a link ask, so ordinary calls pay nothing.
-        """
-        return str(self.http_request.base_url).rstrip("/") if self.http_request is not None else None
+        """How the caller reached the gateway, for links they can open (derived on demand)."""
+        return self.channel.base_url
 
 
 CURRENT_CALLER: ContextVar[Caller | None] = ContextVar("mcpgw_current_caller", default=None)

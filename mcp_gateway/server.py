@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
@@ -22,22 +20,21 @@ from mcp import MCPError
 from mcp.server import NotificationOptions, Server, ServerRequestContext
 from mcp.server.context import CallNext, HandlerResult, ServerMiddleware
 from mcp.server.models import InitializationOptions
-from mcp.shared.exceptions import NoBackChannelError
+from mcp.shared.message import ServerMessageMetadata
 from mcp_types import INVALID_PARAMS
 from pydantic import ValidationError
 
 from mcp_gateway import __version__
-from mcp_gateway.audit import AuditEvent, AuditLog
+from mcp_gateway.calls import ToolCalls, send
 from mcp_gateway.catalog import explicit_uri
 from mcp_gateway.clients import ClientConnections
-from mcp_gateway.config import prefix_of
-from mcp_gateway.errors import CredentialRequired, UnknownTool, UpstreamError, UpstreamUnavailable
+from mcp_gateway.errors import UnknownTool, UpstreamError
 from mcp_gateway.identity import Identity
 from mcp_gateway.policy import Policy, View
-from mcp_gateway.relay import CURRENT_CALLER, Caller
+from mcp_gateway.relay import Caller
 from mcp_gateway.sdk_server import connection_of
-from mcp_gateway.toolmodes.base import ModalTool, ToolAccess, ToolMode
-from mcp_gateway.toolmodes.presenter import Presentation, Presenter
+from mcp_gateway.toolmodes.base import ToolAccess, ToolMode
+from mcp_gateway.toolmodes.presenter import Presenter
 from mcp_gateway.upstreams.connection import ListKind, UpstreamConnection, UpstreamState
 from mcp_gateway.upstreams.manager import UpstreamManager
 
@@ -45,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 Ctx = ServerRequestContext[Any, Any]
 _T = TypeVar("_T")
+_R = TypeVar("_R")
 
 # Envelope keys the SDK stamps per hop; forwarding the client's would confuse the upstream session.
 _HOP_META_KEYS = frozenset({"progress_token", "progressToken"})
@@ -93,14 +91,13 @@ def build_server(
     manager: UpstreamManager,
     clients: ClientConnections,
     policy: Policy,
-    audit: AuditLog,
+    calls: ToolCalls,
     refresh_identity: Callable[[Identity], Awaitable[Identity | None]] | None = None,
     presenter: Presenter | None = None,
     mode_handlers: Mapping[ToolMode, ModeHandler] | None = None,
     end_session: Callable[[str], Awaitable[None]] | None = None,
 ) -> GatewayServer:
     page_size = manager.config.server.page_size
-    credential_wait = manager.config.server.credential_wait_seconds
     present = presenter or Presenter(lambda upstream: ToolMode.DIRECT, {})
     handlers = mode_handlers or {}
 
@@ -114,67 +111,23 @@ def build_server(
         items, cursor = _page(present.present(view(ctx), manager.catalog).tools, params, page_size)
         return types.ListToolsResult(tools=items, next_cursor=cursor)
 
-    async def invoke(ctx: Ctx, identity: Identity, name: str, arguments: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Call one tool as the caller: policy, failover between replicas, audit. The hot path."""
-        started = time.perf_counter()
-        route = policy.route_for(identity, manager.catalog, name)
-        if route is None:
-            unavailable = _unavailable_owner(manager, policy, identity, name)
-            audit.record(_event(identity, None, name, started, "denied" if unavailable is None else "error"))
-            if unavailable is not None:
-                return _tool_error(unavailable)
-            raise UnknownTool(name)
-        request = types.CallToolRequest(
-            params=types.CallToolRequestParams(
-                name=route.original,
-                arguments=dict(arguments) if arguments is not None else None,
-                _meta=_forwardable_meta(ctx.meta),
-            )
-        )
-        candidates = route.candidates
-        for attempt, upstream_name in enumerate(candidates, start=1):
-            upstream = manager.connections.get(upstream_name)
-            try:
-                if upstream is None:
-                    raise UpstreamUnavailable(upstream_name, f"upstream {upstream_name!r} is not configured")
-                result = await _relayed_with_credentials(ctx, upstream, request, credential_wait)
-            except CredentialRequired as exc:
-                # The link is a secret for the caller's eyes only: not in the audit trail.
-                audit.record(_event(identity, upstream_name, route.original, started, "error", "credential required"))
-                return _tool_error(exc.message)
-            except UpstreamUnavailable as exc:
-                if attempt < len(candidates) and not exc.sent:
-                    # A replica is down and never saw the request: the next one in the dedupe group
-                    # takes it. Once sent, the tool may have run; retrying could do it twice.
-                    continue
-                audit.record(_event(identity, upstream_name, route.original, started, "error", exc.message))
-                return _tool_error(exc.message)
-            except UpstreamError as exc:
-                audit.record(_event(identity, upstream_name, route.original, started, "error", exc.message))
-                return _tool_error(exc.message)
-            except MCPError as exc:
-                audit.record(_event(identity, upstream_name, route.original, started, "error", exc.error.message))
-                raise
-            outcome = "tool_error" if result.get("isError") else "ok"
-            audit.record(_event(identity, upstream_name, route.original, started, outcome))
-            return result
-        raise AssertionError("unreachable: a route always has at least one candidate")
-
     async def call_tool(ctx: Ctx, params: types.CallToolRequestParams) -> dict[str, Any]:
+        """tools/call: a meta tool of search/code mode, or a tool of an upstream through the call pipeline."""
         identity = identity_of(ctx)
+        channel = McpChannel(ctx)
+        meta = _forwardable_meta(ctx.meta)
         if handlers:
             presentation = present.present(policy.view(identity, manager.catalog), manager.catalog)
             mode = presentation.meta.get(params.name)
             if mode is not None and mode in handlers:
-                access = _CallerAccess(presentation, lambda name, args: invoke(ctx, identity, name, args))
                 started = time.perf_counter()
+                access = calls.access(identity, presentation, channel, meta)
                 result = await handlers[mode].call(params.name, params.arguments or {}, access)
-                outcome = "tool_error" if result.get("isError") else "ok"
-                audit.record(_event(identity, None, params.name, started, outcome))
+                calls.record_meta_call(identity, params.name, started, result)
                 result.setdefault("resultType", "complete")
                 return result
         try:
-            return await invoke(ctx, identity, params.name, params.arguments)
+            return await calls.call(identity, params.name, params.arguments, channel, meta)
         except UnknownTool:
             # Hidden and missing tools get the same answer: nothing leaks about what exists.
             raise MCPError(INVALID_PARAMS, f"Unknown tool: {params.name}") from None
@@ -345,142 +298,51 @@ def _params_path(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts if parts[:1] == ["params"] else ["params", *parts])
 
 
-async def _relayed(ctx: Ctx, upstream: UpstreamConnection, request: types.ClientRequest) -> dict[str, Any]:
-    """Send `request` upstream on behalf of the client request `ctx`, relaying progress back."""
-    caller = Caller(
-        session=ctx.session,
-        request_id=ctx.request_id,
-        connection_key=connection_of(ctx.session),
-        identity=identity_of(ctx),
-        http_request=ctx.request,
-    )
-    meta = ctx.meta or {}
-    wants_progress = meta.get("progress_token", meta.get("progressToken")) is not None
-
-    async def progress(progress: float, total: float | None, message: str | None) -> None:
-        await ctx.session.report_progress(progress, total, message)
-
-    token = CURRENT_CALLER.set(caller)
-    try:
-        result = await upstream.request(request, caller=caller, progress=progress if wants_progress else None)
-    finally:
-        CURRENT_CALLER.reset(token)
-    # 2026-07-28 requires `resultType`; handshake-era upstreams never send it and the SDK drops
-    # it again for handshake-era clients.
-    result.setdefault("resultType", "complete")
-    return result
-
-
-_URL_ELICITATION = types.ClientCapabilities(
-    elicitation=types.ElicitationCapability(url=types.UrlElicitationCapability())
-)
-
-
-async def _relayed_with_credentials(
-    ctx: Ctx, upstream: UpstreamConnection, request: types.ClientRequest, wait: float
-) -> dict[str, Any]:
-    """`_relayed`, and when the caller first has to hand over a credential, ask for it in-band.
-
-    Clients that support URL-mode elicitation (MCP 2025-11-25) get the link as an elicitation;
-    if the person accepts and finishes within `wait` seconds the call goes on as if nothing
-    happened. Otherwise (or for other clients) the link comes back in a tool error.
-    """
-    try:
-        return await _relayed(ctx, upstream, request)
-    except CredentialRequired as needed:
-        if wait <= 0 or not ctx.session.check_client_capability(_URL_ELICITATION):
-            raise
-        if not await _elicit_credential(ctx, needed, wait):
-            raise
-        return await _relayed(ctx, upstream, request)
-
-
-async def _elicit_credential(ctx: Ctx, needed: CredentialRequired, wait: float) -> bool:
-    """True once the flow behind `needed` has stored a credential; False if declined or not in time."""
-    done = needed.done
-    elicitation_id = uuid.uuid4().hex  # not the flow id: that is the secret part of the link
-    try:
-        answer = await ctx.session.elicit_url(
-            needed.message, needed.url, elicitation_id, related_request_id=ctx.request_id
-        )
-    except (MCPError, NoBackChannelError):
-        return False
-    if answer.action != "accept" or done is None:
-        return False
-    with anyio.move_on_after(wait):
-        await done.wait()
-    if not done.is_set():
-        return False
-    with contextlib.suppress(MCPError, NoBackChannelError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-        await ctx.session.send_notification(
-            types.ElicitCompleteNotification(
-                params=types.ElicitCompleteNotificationParams(elicitation_id=elicitation_id)
-            ),
-            related_request_id=ctx.request_id,
-        )
-    return True
-
-
 async def _relayed_or_error(ctx: Ctx, upstream: UpstreamConnection, request: types.ClientRequest) -> dict[str, Any]:
-    """Like `_relayed`, for methods without a tool-error channel: failures become JSON-RPC errors."""
+    """A request other than tools/call, relayed for the client of `ctx`: failures become JSON-RPC errors
+    (these methods have no tool-error channel)."""
     try:
-        return await _relayed(ctx, upstream, request)
+        return await send(upstream, request, Caller(McpChannel(ctx), identity_of(ctx)))
     except UpstreamError as exc:
         raise MCPError(types.INTERNAL_ERROR, exc.message) from None
 
 
-class _CallerAccess:
-    """`ToolAccess` for one caller and request: meta tools see and call only what the caller may."""
+class McpChannel:
+    """`ClientChannel` over the SDK's request-scoped server session: what an upstream sends during a call
+    rides the response stream of the client request that made it."""
 
-    def __init__(
-        self,
-        presentation: Presentation,
-        invoke: Callable[[str, Mapping[str, Any] | None], Awaitable[dict[str, Any]]],
-    ) -> None:
-        self._presentation = presentation
-        self._invoke = invoke
+    __slots__ = ("_ctx",)
 
-    def tools(self, *modes: ToolMode) -> list[ModalTool]:
-        return [t for t in self._presentation.modal if not modes or t.mode in modes]
+    def __init__(self, ctx: Ctx) -> None:
+        self._ctx = ctx
 
-    async def call(self, name: str, arguments: Mapping[str, Any] | None) -> dict[str, Any]:
-        return await self._invoke(name, arguments)
+    @property
+    def connection_key(self) -> object:
+        return connection_of(self._ctx.session)
 
+    @property
+    def base_url(self) -> str | None:
+        request = self._ctx.request
+        return str(request.base_url).rstrip("/") if request is not None else None
 
-def _unavailable_owner(manager: UpstreamManager, policy: Policy, identity: Identity, name: str) -> str | None:
-    """Why a tool of a configured but currently unavailable upstream cannot be called, if it is one.
+    @property
+    def wants_progress(self) -> bool:
+        meta = self._ctx.meta or {}
+        return meta.get("progress_token", meta.get("progressToken")) is not None
 
-    A disconnected upstream serves no tools, but "Unknown tool" would send the user hunting for a
-    typo; naming the upstream and its state says what is actually wrong. Only for upstreams the
-    caller may use, so this reveals nothing about the others.
-    """
-    for connection in manager.connections.values():
-        prefix = prefix_of(connection.name, connection.config)
-        if (
-            prefix
-            and name.startswith(prefix + manager.separator)
-            and connection.state is not UpstreamState.CONNECTED
-            and policy.may_use_upstream(identity, connection.name)
-        ):
-            detail = f" ({connection.last_error})" if connection.last_error else ""
-            return f"upstream {connection.name!r} is {connection.state.value}{detail}; try again once it reconnects"
-    return None
+    async def progress(self, progress: float, total: float | None, message: str | None) -> None:
+        await self._ctx.session.report_progress(progress, total, message)
 
+    def supports(self, capability: types.ClientCapabilities) -> bool:
+        return self._ctx.session.check_client_capability(capability)
 
-def _event(
-    identity: Identity, upstream: str | None, tool: str | None, started: float, outcome: str, detail: str | None = None
-) -> AuditEvent:
-    return AuditEvent(
-        identity_mode=identity.mode.value,
-        subject=identity.subject,
-        virtual_key_id=identity.virtual_key.id if identity.virtual_key else None,
-        upstream=upstream,
-        tool=tool,
-        method="tools/call",
-        duration_ms=(time.perf_counter() - started) * 1000,
-        outcome=outcome,
-        detail=detail[:500] if detail else None,
-    )
+    async def request(self, request: types.ServerRequest, result_type: type[_R]) -> _R:
+        metadata = ServerMessageMetadata(related_request_id=self._ctx.request_id)
+        result: _R = await self._ctx.session.send_request(request, result_type, metadata=metadata)  # type: ignore[type-var]
+        return result
+
+    async def notify(self, notification: types.ServerNotification) -> None:
+        await self._ctx.session.send_notification(notification, related_request_id=self._ctx.request_id)
 
 
 def _fingerprints(view: View, manager: UpstreamManager) -> dict[ListKind, object]:
@@ -513,10 +375,6 @@ def _forwardable_meta(meta: types.RequestParamsMeta | None) -> types.RequestPara
         return None
     kept = {k: v for k, v in meta.items() if k not in _HOP_META_KEYS and not k.startswith(_RESERVED_META_PREFIX)}
     return types.RequestParamsMeta(**kept) if kept else None  # type: ignore[typeddict-item]
-
-
-def _tool_error(message: str) -> dict[str, Any]:
-    return {"content": [{"type": "text", "text": message}], "isError": True, "resultType": "complete"}
 
 
 def _page(items: tuple[_T, ...], params: types.PaginatedRequestParams | None, size: int) -> tuple[list[_T], str | None]:

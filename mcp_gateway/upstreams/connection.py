@@ -42,7 +42,7 @@ from mcp import ClientSession, MCPError
 from mcp.client.session import ClientRequestContext
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import NoBackChannelError
-from mcp.shared.message import ServerMessageMetadata, SessionMessage
+from mcp.shared.message import SessionMessage
 from mcp_types import CONNECTION_CLOSED, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, REQUEST_TIMEOUT
 from pydantic import TypeAdapter, ValidationError
 
@@ -620,14 +620,12 @@ class UpstreamConnection:
                 code=INVALID_REQUEST,
                 message=f"mcpgw cannot relay {what}: no single client call to {self.name!r} is in progress",
             )
-        if not caller.session.check_client_capability(capability):
+        if not caller.channel.supports(capability):
             return types.ErrorData(
                 code=INVALID_REQUEST, message=f"the client connected to mcpgw does not support {what}"
             )
         try:
-            return await caller.session.send_request(
-                request, result_type, metadata=ServerMessageMetadata(related_request_id=caller.request_id)
-            )
+            return await caller.channel.request(request, result_type)
         except MCPError as exc:
             return exc.error
         except NoBackChannelError:
@@ -669,9 +667,7 @@ class UpstreamConnection:
         if caller is None:
             logger.debug("upstream %s log (%s), no caller to relay to", self.name, params.level)
             return
-        await caller.session.send_notification(
-            types.LoggingMessageNotification(params=params), related_request_id=caller.request_id
-        )
+        await caller.channel.notify(types.LoggingMessageNotification(params=params))
 
     def summary(self) -> Mapping[str, Any]:
         """What /readyz, the admin API and `mcpgw upstream list` show; `history` is oldest first."""

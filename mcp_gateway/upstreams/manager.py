@@ -14,9 +14,16 @@ from mcp_gateway.config import GatewayConfig, SharedOAuth, StdioUpstream, Upstre
 from mcp_gateway.credentials.broker import SHARED_PRINCIPAL
 from mcp_gateway.errors import UpstreamUnavailable
 from mcp_gateway.supervisor import Supervisor
-from mcp_gateway.upstreams.connection import LIVE_SETTINGS, ListKind, UpstreamConnection, UpstreamState
+from mcp_gateway.upstreams.connection import (
+    LIVE_SETTINGS,
+    ListKind,
+    TransportOpener,
+    UpstreamConnection,
+    UpstreamState,
+)
 from mcp_gateway.upstreams.per_user import PerUserUpstream
 from mcp_gateway.upstreams.shared_oauth import SharedOAuthUpstream
+from mcp_gateway.upstreams.transports import open_transport
 
 if TYPE_CHECKING:
     from mcp_gateway.credentials.broker import CredentialBroker
@@ -31,8 +38,16 @@ ResourceListener = Callable[[str, str], Awaitable[None]]
 class UpstreamManager:
     """Owns every `UpstreamConnection`; publishes an immutable `Catalog` whenever one changes."""
 
-    def __init__(self, config: GatewayConfig, *, supervisor: Supervisor | None = None) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        supervisor: Supervisor | None = None,
+        open_transport: TransportOpener | None = None,
+    ) -> None:
         self.config = config
+        self._open_transport = open_transport
+        """Transports of shared-credential upstreams; tests pass an in-memory one."""
         self.supervisor = supervisor or Supervisor()
         """Runs every upstream task: one failing never stops the others (or the gateway)."""
         self.separator = config.server.name_separator
@@ -140,6 +155,7 @@ class UpstreamManager:
             config,
             on_change=self._on_upstream_change,
             on_resource_updated=self._on_resource_updated,
+            open_transport=self._open_transport or open_transport,
             supervisor=self.supervisor,
         )
 
