@@ -17,11 +17,13 @@ import asyncio
 import functools
 import json
 import logging
+import os
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from types import TracebackType
+from pathlib import Path
+from types import ModuleType, TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar, cast
 
 import anyio
@@ -59,6 +61,14 @@ logger = logging.getLogger(__name__)
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 _CLOSE_GRACE_SECONDS = 10.0
+_FIRST_START_WAIT = 120.0
+"""Seconds a start waits for another process that is migrating the same SQLite file."""
+
+fcntl: ModuleType | None
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; SQLite's own write lock still serialises the migration
+    fcntl = None
 
 _USER_TABLE = cast(Table, User.__table__)  # type: ignore[attr-defined]
 _UPSTREAM_SOURCES = ("config", "api")
@@ -95,7 +105,7 @@ async def open_store(url: str | None = None, *, clock: Callable[[], datetime] = 
         await anyio.Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     engine = create_engine(resolved)
     try:
-        async with engine.begin() as connection:
+        async with _first_start_lock(path), engine.begin() as connection:
             await connection.run_sync(migrate)
     except (SQLAlchemyError, OSError, CommandError) as exc:
         await engine.dispose()
@@ -105,6 +115,37 @@ async def open_store(url: str | None = None, *, clock: Callable[[], datetime] = 
         raise
     logger.info("store ready at %s", redact_url(resolved))
     return Store(engine, clock=clock)
+
+
+@asynccontextmanager
+async def _first_start_lock(path: Path | None) -> AsyncIterator[None]:
+    """Serialise gateways opening one SQLite file at the same time, until its schema is migrated.
+
+    `migrate` already takes SQLite's write lock, but on a brand-new file the racing connections
+    also switch it to WAL while another holds locks, and under load that race has wedged a start.
+    A lock file beside the database (flock: works between processes and between connections of
+    one process) lets exactly one of them connect and migrate first. Polled, so a start waiting
+    for it can still be cancelled; bounded, so a stale holder cannot block a start for ever.
+    """
+    if path is None or fcntl is None:
+        yield
+        return
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        with anyio.fail_after(_FIRST_START_WAIT):
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await anyio.sleep(0.02)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _completes(
