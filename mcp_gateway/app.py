@@ -60,7 +60,7 @@ from mcp_gateway.ratelimit import call_limits, limit_requests
 from mcp_gateway.request_context import RequestContextMiddleware
 from mcp_gateway.sdk_server import end_session, is_running, open_sessions
 from mcp_gateway.server import IDENTITY_SCOPE_KEY, build_server
-from mcp_gateway.store import AuditEventIn, Store, StoreError, open_store
+from mcp_gateway.store import AuditEventIn, Store, StoreError, VirtualKeyRecord, open_store
 from mcp_gateway.supervisor import Supervisor, describe
 from mcp_gateway.toolmodes.base import ToolAccess, ToolMode
 from mcp_gateway.toolmodes.codemode import META_TOOLS as CODE_META_TOOLS
@@ -76,6 +76,9 @@ logger = logging.getLogger(__name__)
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 _UPSTREAM = TypeAdapter[Any](UpstreamConfig)
 REVISION_POLL_SECONDS = 2.0
+_SERVING_STATES = ("connected", "disabled")
+"""Upstream states that are no reason for a 503 (a disabled upstream is meant to be off)."""
+_RUNNING = "running"
 _STORE_DOWN = "mcpgw cannot check credentials right now (its database is unavailable); try again shortly"
 
 
@@ -194,15 +197,8 @@ def create_gateway(
     policy = Policy(config.server.name_separator, lambda: manager.globals)
     gateway_ref: list[Gateway] = []
 
-    async def find_key(key_hash: str) -> KeyGrant | None:
-        store = gateway_ref[0].store
-        record = await store.find_virtual_key(key_hash) if store else None
-        if record is None or store is None:
-            return None
-        if record.active:
-            # Runs on cache misses only, so "last used" is accurate to the cache TTL (30 s)
-            # and costs one write per key per TTL, not one per request.
-            await store.touch_virtual_key(record.id)
+    async def grant_of(store: Store, record: VirtualKeyRecord) -> KeyGrant:
+        """What identity needs to know of a key, its owner's standing included."""
         owner = await store.get_user(record.user_id) if record.user_id else None
         return KeyGrant(
             id=record.id,
@@ -212,6 +208,17 @@ def create_gateway(
             mcp_configs=dict(record.mcp_configs),
             user_active=owner is None or owner.active,
         )
+
+    async def find_key(key_hash: str) -> KeyGrant | None:
+        store = gateway_ref[0].store
+        record = await store.find_virtual_key(key_hash) if store else None
+        if record is None or store is None:
+            return None
+        if record.active:
+            # Runs on cache misses only, so "last used" is accurate to the cache TTL (30 s)
+            # and costs one write per key per TTL, not one per request.
+            await store.touch_virtual_key(record.id)
+        return await grant_of(store, record)
 
     async def find_user(user_id: str, claims: Mapping[str, Any]) -> UserAccess | None:
         store = gateway_ref[0].store
@@ -250,12 +257,10 @@ def create_gateway(
             return identity
         if identity.virtual_key is not None:
             record = await store.get_virtual_key(identity.virtual_key.id)
-            if record is None or not record.active:
+            grant = await grant_of(store, record) if record is not None else None
+            if grant is None or not grant.active or not grant.user_active:
                 return None
-            owner = await store.get_user(record.user_id) if record.user_id else None
-            if owner is not None and not owner.active:
-                return None
-            return dataclasses.replace(identity, grants={u: tuple(t) for u, t in record.mcp_configs.items()})
+            return dataclasses.replace(identity, grants=grant.mcp_configs)
         if identity.mode is IdentityMode.USER and identity.user_id:
             user = await store.get_user(identity.user_id)
             if user is not None and not user.active:
@@ -307,13 +312,23 @@ def create_gateway(
             {"name": name, "state": "invalid", "error": why} for name, why in gateway.skipped_upstreams.items()
         ]
         serving = is_running(sessions)
+        tasks = supervisor.summary()
+        # Every reason for a 503, one line each; ready is simply "no problems".
         problems = [
+            *(
+                f"upstream {u['name']} is {u['state']}"
+                for u in upstreams
+                if u["state"] not in ("connected", "disabled")
+            ),
             *([] if serving else ["the MCP session manager is not running"]),
             *([] if gateway.store_error is None else [f"store unreachable: {gateway.store_error}"]),
-            *(f"background task {t['name']} is {t['state']}" for t in supervisor.summary() if t["state"] != "running"),
+            *(
+                f"background task {t['name']} is {t['state']}"
+                for t in tasks
+                if t["required"] and t["state"] != "running"
+            ),
         ]
-        ready = manager.ready and not gateway.skipped_upstreams and serving and supervisor.healthy
-        ready = ready and gateway.store_error is None
+        ready = not problems
         return JSONResponse(
             {
                 "status": "ready" if ready else "degraded",
@@ -323,7 +338,7 @@ def create_gateway(
                 "clients": len(clients),
                 "sessions": {"running": serving, "open": open_sessions(sessions) if serving else 0},
                 "store": {"reachable": gateway.store_error is None, "error": gateway.store_error},
-                "tasks": supervisor.summary(),
+                "tasks": tasks,
                 "collisions": [c.describe() for c in manager.catalog.collisions],
             },
             status_code=200 if ready else 503,

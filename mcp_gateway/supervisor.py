@@ -184,10 +184,6 @@ class Supervisor:
         """Every required task is running and has not failed lately."""
         return all(self.state_of(r) is TaskState.RUNNING for r in self._tasks.values() if r.required)
 
-    def running(self, name: str) -> bool:
-        """Whether some task called `name` is running right now."""
-        return any(r.name == name and r.state is TaskState.RUNNING for r in self._tasks.values())
-
     def summary(self) -> list[dict[str, Any]]:
         """Required tasks, and any task that has failed at least once (a healthy upstream monitor is noise)."""
         return [r.summary(self.state_of(r)) for r in self._tasks.values() if r.required or r.failures]
