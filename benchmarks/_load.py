@@ -12,6 +12,10 @@ the servers' CPU time exactly over it, and finally one :data:`RESULT_PREFIX` lin
 
 Extra HTTP headers (e.g. a bearer token for a peer gateway) come from the environment variable
 :data:`HEADERS_ENV` as a JSON object, never from the command line, where ``ps`` would show them.
+
+A benchmark with a workload of its own (``governance.py``) keeps its own ``--worker`` mode but speaks the same
+protocol through :func:`serve_worker` and :func:`latency_summary`. The orchestrator side of the protocol (spawning,
+CPU sampling, clean-up) is in ``_runner.py``, the results files in ``_results.py``.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -46,6 +50,18 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
         return math.nan
     rank = max(1, math.ceil(q * len(sorted_values)))
     return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def latency_summary(values_s: Sequence[float], prefix: str = "") -> dict[str, float]:
+    """p50/p90/p99/max/mean in ms of latencies in seconds, keyed ``<prefix>p50_ms`` …: one shape for every result."""
+    ordered = sorted(values_s)
+    return {
+        f"{prefix}p50_ms": percentile(ordered, 0.50) * 1000,
+        f"{prefix}p90_ms": percentile(ordered, 0.90) * 1000,
+        f"{prefix}p99_ms": percentile(ordered, 0.99) * 1000,
+        f"{prefix}max_ms": ordered[-1] * 1000 if ordered else math.nan,
+        f"{prefix}mean_ms": statistics.fmean(ordered) * 1000 if ordered else math.nan,
+    }
 
 
 def free_port() -> int:
@@ -167,26 +183,32 @@ async def run_load(
         emit(MARK_END)
         client_cpu = time.process_time() - cpu_before
 
-    latencies.sort()
     return {
         "op": op,
         "concurrency": concurrency,
         "calls": len(latencies),
         "wall_s": wall,
         "calls_per_s": len(latencies) / wall,
-        "p50_ms": percentile(latencies, 0.50) * 1000,
-        "p90_ms": percentile(latencies, 0.90) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
-        "max_ms": latencies[-1] * 1000,
-        "mean_ms": statistics.fmean(latencies) * 1000,
+        **latency_summary(latencies),
         "client_cpu_ms_per_call": client_cpu * 1000 / len(latencies),
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python benchmarks/_load.py --url … --tool …``: one measurement, printed as one ``@@result`` line."""
+def serve_worker(measure: Callable[[], Awaitable[dict[str, Any]]]) -> int:
+    """Body of a worker process: run one measurement and print it as the one :data:`RESULT_PREFIX` line.
+
+    ``measure`` emits :data:`MARK_START` / :data:`MARK_END` itself around its timed phase.
+    """
     import anyio
 
+    silence_sdk_deprecations()
+    result = anyio.run(measure)
+    emit(RESULT_PREFIX + json.dumps(result))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python benchmarks/_load.py --url … --tool …``: one measurement, printed as one ``@@result`` line."""
     parser = argparse.ArgumentParser(description="One load-client measurement (used by the benchmarks).")
     parser.add_argument("--url", required=True)
     parser.add_argument("--tool", default="echo")
@@ -196,8 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--payload", type=int, default=64)
     args = parser.parse_args(argv)
-    silence_sdk_deprecations()
-    result = anyio.run(
+    return serve_worker(
         lambda: run_load(
             args.url,
             tool=args.tool,
@@ -209,8 +230,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             headers=headers_from_env(),
         )
     )
-    emit(RESULT_PREFIX + json.dumps(result))
-    return 0
 
 
 if __name__ == "__main__":

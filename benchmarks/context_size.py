@@ -35,7 +35,6 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +44,12 @@ import mcp_types as types
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # for tests.toolcatalog, shared with the search tests
 
-from proxy_overhead import RESULTS_DIR, git_info  # noqa: E402
+from _results import git_info, utc_stamp, write_results  # noqa: E402
 
 from mcp_gateway.catalog import Catalog, Contribution  # noqa: E402
+from mcp_gateway.errors import UnknownTool  # noqa: E402
 from mcp_gateway.toolmodes import search  # noqa: E402
-from mcp_gateway.toolmodes.base import ModalTool, ToolMode, UnknownTool  # noqa: E402
+from mcp_gateway.toolmodes.base import ModalTool, ToolMode  # noqa: E402
 from mcp_gateway.toolmodes.compact import compact_tool  # noqa: E402
 from tests.toolcatalog import QUERIES, SEPARATOR, generated_catalog  # noqa: E402
 
@@ -410,7 +410,7 @@ def main() -> None:
     for mode, row in trips.items():
         print(f"{mode:<8} {row['tool_round_trips']:>17} {row['model_turns']:>12} {row['upstream_calls']:>15}")
 
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = utc_stamp()
     payload = {
         "timestamp": stamp,
         "git": git_info(),
@@ -422,12 +422,8 @@ def main() -> None:
         "search": quality,
         "round_trips": trips,
     }
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
-    path = RESULTS_DIR / f"context_size-{stamp}.json"
-    path.write_text(text)
-    (RESULTS_DIR / "context_size-latest.json").write_text(text)
-    print(f"\nresults: {path.relative_to(REPO_ROOT)} (and context_size-latest.json)")
+    print()
+    write_results("context_size", payload, stamp)
 
 
 if __name__ == "__main__":

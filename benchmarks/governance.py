@@ -16,8 +16,10 @@ upstream names), interleaved rounds. After each start one key is added and the f
 
 Why this shape: as in ``proxy_overhead.py`` the gateway, its upstreams and each load client are separate
 processes (their CPU must not mix on a 2-core machine), the load client is the official SDK client, and the
-runs that are compared are interleaved round by round so drift hits both sides alike. Helpers come from
-``proxy_overhead.py``.
+runs that are compared are interleaved round by round so drift hits both sides alike. The load client has a
+workload of its own here (every page of ``tools/list`` per key, cold sessions), so it is this script's ``--worker``
+mode, speaking the marker protocol of ``_load.py``; processes, CPU sampling and results files come from
+``_runner.py``.
 
 Usage::
 
@@ -33,49 +35,34 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import random
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from proxy_overhead import (
-    MARK_END,
-    MARK_START,
-    RESULT_PREFIX,
+from _load import MARK_END, MARK_START, emit, free_port, latency_summary, serve_worker
+from _results import BenchmarkRun, Column, machine_line, median_of, print_table
+from _runner import (
+    LAB_SERVER,
     BenchmarkError,
     Child,
     Children,
-    _emit,
-    _nan_to_none,
     cpu_seconds,
-    free_port,
-    git_info,
-    machine_info,
-    percentile,
-    wait_for_port,
+    mcpgw_command,
+    run_with_children,
+    run_worker,
+    start_lab,
     wait_for_ready,
+    worker_env,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
-LAB_SERVER = REPO_ROOT / "tests" / "upstreams" / "lab_server.py"
-
 KEYS_ENV = "MCPGW_BENCH_KEYS"  # orchestrator → worker: virtual keys, one per line (never on a command line)
-WORKER_TIMEOUT = 600.0
 LARGE_STARTUP_TIMEOUT = 600.0  # 50 Python upstreams starting at once on 2 cores take a while
 STARTUP_TIMEOUT = 60.0
 READY_POLL_SECONDS = 0.01  # resolution of the start-time measurement
@@ -84,17 +71,6 @@ SEED = 20261126
 # --------------------------------------------------------------------------------------------------------------
 # Worker: the load client, run in its own process
 # --------------------------------------------------------------------------------------------------------------
-
-
-def _summary(values_s: Sequence[float], prefix: str = "") -> dict[str, float]:
-    ordered = sorted(values_s)
-    return {
-        f"{prefix}p50_ms": percentile(ordered, 0.50) * 1000,
-        f"{prefix}p90_ms": percentile(ordered, 0.90) * 1000,
-        f"{prefix}p99_ms": percentile(ordered, 0.99) * 1000,
-        f"{prefix}max_ms": ordered[-1] * 1000 if ordered else math.nan,
-        f"{prefix}mean_ms": statistics.fmean(ordered) * 1000 if ordered else math.nan,
-    }
 
 
 async def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
@@ -137,19 +113,19 @@ async def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
                 await list_all(session)
             latencies: list[float] = []
             cpu_before = time.process_time()
-            _emit(MARK_START)
+            emit(MARK_START)
             for _ in range(args.calls):
                 started = time.perf_counter()
                 await list_all(session)
                 latencies.append(time.perf_counter() - started)
-            _emit(MARK_END)
+            emit(MARK_END)
             client_cpu = time.process_time() - cpu_before
         return {
             "op": "list",
             "calls": len(latencies),
             "tools": tools,
             "pages": pages,
-            **_summary(latencies),
+            **latency_summary(latencies),
             "client_cpu_ms_per_call": client_cpu * 1000 / len(latencies),
         }
 
@@ -158,7 +134,7 @@ async def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
     first_s: list[float] = []
     second_s: list[float] = []
     tool_counts: list[int] = []
-    _emit(MARK_START)
+    emit(MARK_START)
     for key in keys:
         async with session_for(key) as session:
             started = time.perf_counter()
@@ -171,27 +147,20 @@ async def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
             await list_all(session)
             second_s.append(time.perf_counter() - started)
             tool_counts.append(tools)
-    _emit(MARK_END)
+    emit(MARK_END)
     return {
         "op": "cold",
         "calls": len(keys),
         "tools_median": statistics.median(tool_counts),
-        **_summary(init_s, "initialize_"),
-        **_summary(first_s, "first_list_"),
-        **_summary(second_s, "second_list_"),
+        **latency_summary(init_s, "initialize_"),
+        **latency_summary(first_s, "first_list_"),
+        **latency_summary(second_s, "second_list_"),
     }
 
 
 def worker_main(args: argparse.Namespace) -> int:
-    import warnings
-
-    import anyio
-    from mcp.shared.exceptions import MCPDeprecationWarning
-
-    warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
-    result = anyio.run(_run_worker, args)
-    _emit(RESULT_PREFIX + json.dumps(result))
-    return 0
+    """Entry point of ``--worker``: one measurement, printed as one ``@@result`` line (see ``_load.py``)."""
+    return serve_worker(lambda: _run_worker(args))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -288,14 +257,6 @@ async def remove_key(url: str, key_id: str) -> None:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def mcpgw_command() -> str:
-    local = Path(sys.executable).parent / "mcpgw"
-    found = str(local) if local.exists() else shutil.which("mcpgw")
-    if found is None:
-        raise BenchmarkError("mcpgw not found next to this python nor on PATH; run with the project's venv python")
-    return found
-
-
 def lab_stdio(name: str, tool_count: int) -> dict[str, Any]:
     return {
         "transport": "stdio",
@@ -319,76 +280,25 @@ def start_gateway(children: Children, name: str, config: Path, port: int, databa
     return children.start(name, argv, env=env)
 
 
-def run_worker(
+def measure_gateway(
     gateway: Child, url: str, op: str, keys: Sequence[str], calls: int, warmup: int, workdir: Path, deadline: float
 ) -> dict[str, Any]:
-    """One load-client process; the gateway's CPU is sampled at the worker's start/end markers."""
-    remaining = deadline - time.monotonic()
-    if remaining <= 5:
-        raise BenchmarkError("overall time budget exhausted (raise --max-seconds or lower --calls/--rounds)")
-    if gateway.proc.poll() is not None:
-        raise BenchmarkError(f"{gateway.name} died (exit {gateway.proc.returncode}):\n{gateway.stderr_tail()}")
+    """One load-client process (this script's ``--worker``); the gateway's CPU is sampled at its markers."""
     argv = [sys.executable, str(Path(__file__).resolve()), "--worker", "--url", url, "--op", op]
     argv += ["--calls", str(calls), "--warmup", str(warmup)]
-    stderr_path = workdir / "worker.stderr"
-    with stderr_path.open("wb") as stderr:
-        proc = subprocess.Popen(
-            argv,
-            cwd=REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            env={**os.environ, KEYS_ENV: "\n".join(keys)},
-        )
-    timer = threading.Timer(min(WORKER_TIMEOUT, remaining), proc.kill)
-    timer.start()
-    cpu: dict[str, float] = {}
-    result: dict[str, Any] | None = None
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            line = line.rstrip("\n")
-            if line in (MARK_START, MARK_END):
-                cpu[line] = cpu_seconds(gateway.proc.pid)
-            elif line.startswith(RESULT_PREFIX):
-                result = json.loads(line[len(RESULT_PREFIX) :])
-        proc.wait(timeout=30)
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    finally:
-        timer.cancel()
-    if proc.returncode != 0 or result is None:
-        tail = "\n".join(stderr_path.read_text(errors="replace").splitlines()[-25:])
-        raise BenchmarkError(
-            f"worker {op} against {gateway.name} failed (exit {proc.returncode}):\n{tail}\n"
-            f"--- {gateway.name} output ---\n{gateway.stderr_tail(15)}"
-        )
-    # Only the gateway's own process: its stdio upstreams are idle during tools/list (the catalog answers).
-    result["gateway_cpu_ms_per_call"] = (
-        (cpu[MARK_END] - cpu[MARK_START]) * 1000 / result["calls"] if len(cpu) == 2 else math.nan
+    measured = run_worker(
+        argv,
+        workdir=workdir,
+        what=f"worker {op} against {gateway.name}",
+        # Only the gateway's own process: its stdio upstreams are idle during tools/list (the catalog answers).
+        sample=lambda: (cpu_seconds(gateway.proc.pid),),
+        env=worker_env(extra={KEYS_ENV: "\n".join(keys)}),
+        deadline=deadline,
+        watch=(gateway,),
+        show_output_of=gateway,
     )
-    return result
-
-
-def wait_ready_precisely(child: Child, base_url: str, timeout: float) -> float:
-    """Seconds until `/readyz` answers 200, polled every 10 ms; the caller started the clock at Popen."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child.proc.poll() is not None:
-            raise BenchmarkError(f"{child.name} exited with {child.proc.returncode}:\n{child.stderr_tail()}")
-        try:
-            with urllib.request.urlopen(base_url + "/readyz", timeout=2) as response:
-                if response.status == 200:
-                    return time.monotonic()
-        except urllib.error.HTTPError:
-            pass  # 503: listening, an upstream not connected yet
-        except OSError:
-            pass  # not listening yet
-        time.sleep(READY_POLL_SECONDS)
-    raise BenchmarkError(f"{child.name} not ready within {timeout:.0f}s:\n{child.stderr_tail()}")
+    (measured.result["gateway_cpu_ms_per_call"],) = measured.cpu_ms_per_call
+    return measured.result
 
 
 def timed_initialize(base_url: str, key: str) -> float:
@@ -426,11 +336,6 @@ def timed_initialize(base_url: str, key: str) -> float:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def median_of(values: Sequence[float]) -> float:
-    clean = [v for v in values if not math.isnan(v)]
-    return statistics.median(clean) if clean else math.nan
-
-
 def part_a(children: Children, workdir: Path, args: argparse.Namespace, deadline: float) -> dict[str, Any]:
     import anyio
 
@@ -460,7 +365,7 @@ def part_a(children: Children, workdir: Path, args: argparse.Namespace, deadline
     runs: list[dict[str, Any]] = []
     for round_no in range(1, args.rounds + 1):
         for label, gateway, url, key in cases:
-            result = run_worker(gateway, url, "list", [key], args.calls, args.warmup, workdir, deadline)
+            result = measure_gateway(gateway, url, "list", [key], args.calls, args.warmup, workdir, deadline)
             result |= {"case": label, "gateway": gateway.name, "round": round_no}
             runs.append(result)
             print(
@@ -468,7 +373,7 @@ def part_a(children: Children, workdir: Path, args: argparse.Namespace, deadline
                 f"{result['pages']} page(s)  p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms",
                 flush=True,
             )
-    cold = run_worker(large, large_url, "cold", seeded.cold, len(seeded.cold), 0, workdir, deadline)
+    cold = measure_gateway(large, large_url, "cold", seeded.cold, len(seeded.cold), 0, workdir, deadline)
     print(
         f"  cold: {cold['calls']} new keys, initialize p50 {cold['initialize_p50_ms']:.2f} ms, first list p50 "
         f"{cold['first_list_p50_ms']:.2f} ms, second list p50 {cold['second_list_p50_ms']:.2f} ms",
@@ -515,12 +420,9 @@ def part_b(children: Children, workdir: Path, args: argparse.Namespace) -> dict[
     import anyio
 
     upstream_port = free_port()
-    upstream = children.start(
-        "b-upstream",
-        [sys.executable, str(LAB_SERVER), "--transport", "http", "--port", str(upstream_port)],
-        env={**os.environ, "LAB_TOOL_COUNT": str(args.tools)},
+    upstream = start_lab(
+        children, "b-upstream", upstream_port, env={"LAB_TOOL_COUNT": str(args.tools)}, timeout=STARTUP_TIMEOUT
     )
-    wait_for_port(upstream, upstream_port, STARTUP_TIMEOUT)
     names = [f"lab_{n}" for n in range(3)]
     upstream_url = f"http://127.0.0.1:{upstream_port}/mcp"
     grants = {names[0]: ["*"]}
@@ -537,7 +439,8 @@ def part_b(children: Children, workdir: Path, args: argparse.Namespace) -> dict[
         )
         started = time.monotonic()
         gateway = start_gateway(children, f"gateway-b-{tag}", config, port, stores[count])
-        ready_at = wait_ready_precisely(gateway, f"http://127.0.0.1:{port}", STARTUP_TIMEOUT)
+        wait_for_ready(gateway, f"http://127.0.0.1:{port}", STARTUP_TIMEOUT, interval=READY_POLL_SECONDS)
+        ready_at = time.monotonic()
         key_id, key = anyio.run(add_probe_key, stores[count], grants)
         try:
             first_ms = timed_initialize(f"http://127.0.0.1:{port}", key)
@@ -587,34 +490,28 @@ def part_b(children: Children, workdir: Path, args: argparse.Namespace) -> dict[
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _fmt(value: Any, spec: str) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
-
-
 def print_report(results: dict[str, Any]) -> None:
     machine = results["machine"]
     print()
-    print(
-        f"machine: {machine['cpu_count']} CPUs, {machine['platform']}, python {machine['python']}, "
-        f"mcp {machine['mcp']}, load avg at start {machine['loadavg_start']}"
-    )
+    print(machine_line(machine))
     if (a := results.get("a")) is not None:
         print(
             f"(a) tools/list: {a['upstreams']} stdio upstreams, {a['catalog_tools_large']} tools in the catalog, "
             f"{a['virtual_keys']} virtual keys, enforcement on; {a['calls_per_run']} sequential lists (all pages) "
             f"per key, median of {a['rows'][0]['rounds']} round(s)"
         )
-        header = (
-            f"{'gateway':<14} {'key grants':<28} {'tools':>5} {'pages':>5} {'p50 ms':>8} {'p99 ms':>8} {'gw CPU ms':>9}"
+        print_table(
+            [
+                Column("gateway", "gateway", "<14"),
+                Column("key grants", "case", "<28"),
+                Column("tools", "tools", ">5"),
+                Column("pages", "pages", ">5"),
+                Column("p50 ms", "p50_ms", "8.2f"),
+                Column("p99 ms", "p99_ms", "8.2f"),
+                Column("gw CPU ms", "gateway_cpu_ms_per_call", "9.2f"),
+            ],
+            a["rows"],
         )
-        print(header)
-        print("-" * len(header))
-        for row in a["rows"]:
-            print(
-                f"{row['gateway']:<14} {row['case']:<28} {row['tools']:>5} {row['pages']:>5} "
-                f"{_fmt(row['p50_ms'], '8.2f')} {_fmt(row['p99_ms'], '8.2f')} "
-                f"{_fmt(row['gateway_cpu_ms_per_call'], '9.2f')}"
-            )
         cold = a["cold"]
         print(
             f"cold, {cold['calls']} keys never used before (median {cold['tools_median']:.0f} tools): "
@@ -625,61 +522,35 @@ def print_report(results: dict[str, Any]) -> None:
         print(f"large gateway start ({a['upstreams']} stdio upstreams): {a['large_gateway_start_s']:.1f} s")
     if (b := results.get("b")) is not None:
         print(f"(b) start → /readyz 200, {len(b['upstreams'])} http upstreams, {b['summary'][0]['rounds']} rounds")
-        header = f"{'virtual keys':>12} {'median s':>9} {'min s':>7} {'max s':>7} {'1st auth init ms':>17}"
-        print(header)
-        print("-" * len(header))
-        for row in b["summary"]:
-            print(
-                f"{row['virtual_keys']:>12,} {row['start_s_median']:>9.3f} {row['start_s_min']:>7.3f} "
-                f"{row['start_s_max']:>7.3f} {row['first_auth_initialize_ms_median']:>17.1f}"
-            )
+        print_table(
+            [
+                Column("virtual keys", "virtual_keys", ">12,"),
+                Column("median s", "start_s_median", ">9.3f"),
+                Column("min s", "start_s_min", ">7.3f"),
+                Column("max s", "start_s_max", ">7.3f"),
+                Column("1st auth init ms", "first_auth_initialize_ms_median", ">17.1f"),
+            ],
+            b["summary"],
+        )
         print(f"seeding {b['summary'][-1]['virtual_keys']:,} keys in bulk: {b['bulk_seed_seconds']:.1f} s")
     print(f"total runtime {results['total_runtime_s']:.0f} s")
 
 
-def write_results(payload: dict[str, Any], stamp: str) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"governance-{stamp}.json"
-    text = json.dumps(payload, indent=2, allow_nan=False, default=str) + "\n"
-    path.write_text(text)
-    (RESULTS_DIR / "governance-latest.json").write_text(text)
-    return path
-
-
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def orchestrate(args: argparse.Namespace) -> int:
-    started = time.monotonic()
-    wall_start = datetime.now(UTC)
-    stamp = wall_start.strftime("%Y%m%dT%H%M%SZ")
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    results: dict[str, Any] = {"benchmark": "governance", "timestamp": wall_start.isoformat(), "git": git_info()}
-    results["machine"] = machine_info()
-    results["settings"] = {k: v for k, v in vars(args).items() if k not in ("worker", "url", "op")}
-    with tempfile.TemporaryDirectory(prefix="mcpgw-bench-gov-") as tmp:
-        workdir = Path(tmp)
-        children = Children(workdir)
-        try:
-            if args.only in (None, "a"):
-                results["a"] = part_a(children, workdir, args, started + args.max_seconds)
-                children.close()
-            if args.only in (None, "b"):
-                results["b"] = part_b(children, workdir, args)
-        except BenchmarkError as exc:
-            print(f"benchmark failed: {exc}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            print("interrupted; stopping child processes", file=sys.stderr)
-            return 130
-        finally:
+    run = BenchmarkRun("governance")
+    results: dict[str, Any] = {"settings": {k: v for k, v in vars(args).items() if k not in ("worker", "url", "op")}}
+
+    def measure(workdir: Path, children: Children) -> None:
+        if args.only in (None, "a"):
+            results["a"] = part_a(children, workdir, args, run.started + args.max_seconds)
             children.close()
-    results["total_runtime_s"] = time.monotonic() - started
-    print_report(results)
-    path = write_results(_nan_to_none(results), stamp)
-    print(f"results: {path.relative_to(REPO_ROOT)} (and governance-latest.json)")
+        if args.only in (None, "b"):
+            results["b"] = part_b(children, workdir, args)
+
+    run_with_children("mcpgw-bench-gov-", measure)
+    record = run.record(**results)
+    print_report(record)
+    run.save(record)
     return 0
 
 

@@ -8,7 +8,8 @@ Why this shape:
   target C=1, direct C=32, target C=32, direct list, target list) and its ratio uses those neighbours.
 * One upstream for all: ``tests/upstreams/lab_server.py`` over streamable HTTP (tool ``echo``), started once.
 * One load client for all: ``_load.run_load`` (the same code ``proxy_overhead.py`` uses), in its own process per
-  measurement, so client CPU never mixes with a gateway's. Credentials reach it through the environment.
+  measurement (``_runner.run_worker``), so client CPU never mixes with a gateway's. Credentials reach it through
+  the environment.
 * Peers come from PyPI into their **own venvs** under ``.cache/bench-venvs/`` (git-ignored), installed on first
   use: ContextForge pins mcp 1.x, FastMCP moves fast, and neither may disturb the project's venv. A peer that
   fails to install, start or answer is skipped with the reason printed; the run goes on with the others.
@@ -43,38 +44,35 @@ import json
 import math
 import os
 import secrets
-import shutil
-import signal
-import statistics
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _load import HEADERS_ENV, MARK_END, MARK_START, RESULT_PREFIX, free_port
-from proxy_overhead import (
+from _load import free_port
+from _results import BenchmarkRun, Column, machine_line, median_of, print_table
+from _runner import (
+    REPO_ROOT,
     BenchmarkError,
     Child,
     Children,
-    _nan_to_none,
-    git_info,
-    machine_info,
+    load_client_argv,
+    mcpgw_command,
+    run_with_children,
+    run_worker,
+    start_lab,
+    tree_cpu_seconds,
+    wait_for_http,
     wait_for_port,
     wait_for_ready,
+    worker_env,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
-LAB_SERVER = REPO_ROOT / "tests" / "upstreams" / "lab_server.py"
-LOAD_CLIENT = Path(__file__).resolve().with_name("_load.py")
 VENVS_DIR = REPO_ROOT / ".cache" / "bench-venvs"
 INSTALLED_MARKER = ".bench-installed"  # written into a peer venv once its spec installed; holds the spec
 
@@ -86,7 +84,6 @@ CONTEXTFORGE_SPEC = "mcp-contextforge-gateway>=1.0.7,<1.1"
 STARTUP_TIMEOUT = 60.0
 CONTEXTFORGE_STARTUP_TIMEOUT = 180.0  # first start runs its migrations on a new SQLite file
 INSTALL_TIMEOUT = 1200.0
-WORKER_TIMEOUT = 600.0  # hard cap per measurement process: a very slow peer is cut off, not waited for
 
 # The FastMCP proxy, run by the FastMCP venv's python: argv = upstream URL, port, "reused" | "default".
 FASTMCP_PROXY = '''\
@@ -119,40 +116,6 @@ class PeerSkipped(Exception):
 # --------------------------------------------------------------------------------------------------------------
 # Processes
 # --------------------------------------------------------------------------------------------------------------
-
-
-def _children_of() -> dict[int, list[int]]:
-    """ppid → pids for every process, from /proc (Linux)."""
-    tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        tree.setdefault(ppid, []).append(int(entry.name))
-    return tree
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """utime+stime of ``pid`` and all its descendants: a peer may fork workers (gunicorn, uvicorn --workers)."""
-    tree = _children_of()
-    total, stack, seen = 0.0, [pid], set()
-    while stack:
-        current = stack.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        try:
-            stat = Path(f"/proc/{current}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        stack.extend(tree.get(current, []))
-    return total if seen else math.nan
 
 
 def _log_tail(path: Path, lines: int = 25) -> str:
@@ -231,25 +194,6 @@ def http_json(method: str, url: str, token: str | None = None, body: Any = None,
         raise PeerSkipped(f"{method} {url} failed: {exc!r}") from None
 
 
-def wait_for_http(child: Child, url: str, timeout: float) -> None:
-    """Poll ``url`` until it answers 200, failing fast if the child dies."""
-    deadline = time.monotonic() + timeout
-    last = "no answer yet"
-    while time.monotonic() < deadline:
-        if child.proc.poll() is not None:
-            raise PeerSkipped(f"{child.name} exited with {child.proc.returncode}:\n{child.stderr_tail()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}"
-        except OSError as exc:
-            last = repr(exc)
-        time.sleep(0.3)
-    raise PeerSkipped(f"{child.name} not ready within {timeout:.0f}s (last: {last}):\n{child.stderr_tail()}")
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Targets
 # --------------------------------------------------------------------------------------------------------------
@@ -278,18 +222,11 @@ def start_mcpgw(children: Children, workdir: Path, upstream_url: str) -> Target:
         f"database_url: sqlite:///{workdir / 'mcpgw.db'}\n"
         f"upstreams:\n  lab:\n    transport: http\n    url: {upstream_url}\n    allow_on_all_virtual_keys: true\n"
     )
-    mcpgw = Path(sys.executable).parent / "mcpgw"
-    command = str(mcpgw) if mcpgw.exists() else shutil.which("mcpgw")
-    if command is None:
-        raise PeerSkipped("mcpgw not found next to this python nor on PATH; run with the project's venv python")
     child = children.start(
-        "mcpgw", [command, "serve", "--config", str(config), "--port", str(port), "--log-level", "warning"]
+        "mcpgw", [mcpgw_command(), "serve", "--config", str(config), "--port", str(port), "--log-level", "warning"]
     )
     base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_ready(child, base, STARTUP_TIMEOUT)
-    except BenchmarkError as exc:
-        raise PeerSkipped(str(exc)) from None
+    wait_for_ready(child, base, STARTUP_TIMEOUT)
     from importlib.metadata import version
 
     return Target(
@@ -312,10 +249,7 @@ def start_fastmcp(children: Children, workdir: Path, upstream_url: str, mode: st
     env = {**os.environ, "FASTMCP_LOG_LEVEL": "WARNING"}
     env.pop("PYTHONPATH", None)  # the peer's venv only
     child = children.start(label, [str(python), str(script), upstream_url, str(port), mode], env=env)
-    try:
-        wait_for_port(child, port, STARTUP_TIMEOUT)
-    except BenchmarkError as exc:
-        raise PeerSkipped(str(exc)) from None
+    wait_for_port(child, port, STARTUP_TIMEOUT)
     notes = (
         "create_proxy(connected Client): one shared upstream session"
         if mode == "reused"
@@ -353,7 +287,7 @@ def start_contextforge(children: Children, workdir: Path, upstream_url: str, sta
         label, [str(python.parent / "mcpgateway"), "--host", "127.0.0.1", "--port", str(port)], env=env
     )
     base = f"http://127.0.0.1:{port}"
-    wait_for_http(child, base + "/health", CONTEXTFORGE_STARTUP_TIMEOUT)
+    wait_for_http(child, base + "/health", CONTEXTFORGE_STARTUP_TIMEOUT, interval=0.3)
     try:
         minted = subprocess.run(
             [str(python), "-m", "mcpgateway.utils.create_jwt_token", "--username", "admin@example.com", "--admin"],
@@ -397,7 +331,7 @@ def start_contextforge(children: Children, workdir: Path, upstream_url: str, sta
 
 
 def start_peer(label: str, children: Children, workdir: Path, upstream_url: str) -> Target:
-    """Dispatch on the label (see :data:`PEERS`)."""
+    """Dispatch on the label (see :data:`PEERS`); a peer that does not start or get ready is skipped, not fatal."""
     starters: dict[str, Callable[[], Target]] = {
         "mcpgw": lambda: start_mcpgw(children, workdir, upstream_url),
         "fastmcp-reused": lambda: start_fastmcp(children, workdir, upstream_url, "reused"),
@@ -405,7 +339,10 @@ def start_peer(label: str, children: Children, workdir: Path, upstream_url: str)
         "contextforge": lambda: start_contextforge(children, workdir, upstream_url, stateful=False),
         "contextforge-stateful": lambda: start_contextforge(children, workdir, upstream_url, stateful=True),
     }
-    return starters[label]()
+    try:
+        return starters[label]()
+    except BenchmarkError as exc:
+        raise PeerSkipped(str(exc)) from None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -450,73 +387,31 @@ class Session:
 
     def measure(self, target: Target, paired_with: str, op: str, concurrency: int, calls: int) -> Run:
         """One ``_load.py`` process against ``target``; CPU of the peer tree and upstream sampled at its markers."""
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 5:
-            raise BenchmarkError("overall time budget exhausted (raise --max-seconds or lower --calls)")
-        if self.upstream.proc.poll() is not None:
-            raise BenchmarkError(
-                f"upstream died (exit {self.upstream.proc.returncode}):\n{self.upstream.stderr_tail()}"
-            )
-        argv = [
-            sys.executable,
-            str(LOAD_CLIENT),
-            "--url",
+        argv = load_client_argv(
             target.url,
-            "--tool",
             target.tool,
-            "--op",
-            op,
-            "--concurrency",
-            str(concurrency),
-            "--calls",
-            str(calls),
-            "--warmup",
-            str(self.warmup if op == "call" else max(10, self.warmup // 5)),
-            "--payload",
-            str(self.payload),
-        ]
-        env = dict(os.environ)
-        env.pop(HEADERS_ENV, None)
-        if target.headers:
-            env[HEADERS_ENV] = json.dumps(target.headers)
-        stderr_path = self.workdir / "worker.stderr"
-        with stderr_path.open("wb") as stderr:
-            proc = subprocess.Popen(
-                argv, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env
-            )
-        timer = threading.Timer(min(WORKER_TIMEOUT, remaining), proc.kill)
-        timer.start()
+            op=op,
+            concurrency=concurrency,
+            calls=calls,
+            warmup=self.warmup,
+            payload=self.payload,
+        )
 
         def sample() -> tuple[float, float]:
             proxy = tree_cpu_seconds(target.proxy_pid) if target.proxy_pid is not None else math.nan
             return proxy, tree_cpu_seconds(self.upstream.proc.pid)
 
-        cpu: dict[str, tuple[float, float]] = {}
-        result: dict[str, Any] | None = None
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                line = line.rstrip("\n")
-                if line in (MARK_START, MARK_END):
-                    cpu[line] = sample()
-                elif line.startswith(RESULT_PREFIX):
-                    result = json.loads(line[len(RESULT_PREFIX) :])
-            proc.wait(timeout=30)
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        finally:
-            timer.cancel()
-        if proc.returncode != 0 or result is None:
-            tail = "\n".join(stderr_path.read_text(errors="replace").splitlines()[-12:])
-            raise BenchmarkError(
-                f"load client for {target.label} {op} C={concurrency} failed (exit {proc.returncode}; killed if it "
-                f"ran past {min(WORKER_TIMEOUT, remaining):.0f}s):\n{tail}"
-            )
-        n = result["calls"]
-        proxy_ms = (cpu[MARK_END][0] - cpu[MARK_START][0]) * 1000 / n if len(cpu) == 2 else math.nan
-        up_ms = (cpu[MARK_END][1] - cpu[MARK_START][1]) * 1000 / n if len(cpu) == 2 else math.nan
+        measured = run_worker(
+            argv,
+            workdir=self.workdir,
+            what=f"load client for {target.label} {op} C={concurrency}",
+            sample=sample,
+            env=worker_env(target.headers),
+            deadline=self.deadline,
+            watch=(self.upstream,),
+        )
+        result = measured.result
+        proxy_ms, up_ms = measured.cpu_ms_per_call
         run = Run(target.label, paired_with, op, concurrency, result, proxy_ms, up_ms)
         self.runs.append(run)
         print(
@@ -532,11 +427,6 @@ class Session:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _median(values: Sequence[float]) -> float:
-    clean = [v for v in values if not math.isnan(v)]
-    return statistics.median(clean) if clean else math.nan
-
-
 def summarise(runs: Sequence[Run], order: Sequence[str], concurrencies: Sequence[int]) -> list[dict[str, Any]]:
     """One row per (target, op, C); a peer's ratio is against the direct run made right next to it."""
     rows: list[dict[str, Any]] = []
@@ -550,12 +440,12 @@ def summarise(runs: Sequence[Run], order: Sequence[str], concurrencies: Sequence
                     "op": op,
                     "concurrency": c,
                     "runs": len(direct),
-                    "calls_per_s": _median([r.result["calls_per_s"] for r in direct]),
-                    "p50_ms": _median([r.result["p50_ms"] for r in direct]),
-                    "p99_ms": _median([r.result["p99_ms"] for r in direct]),
+                    "calls_per_s": median_of([r.result["calls_per_s"] for r in direct]),
+                    "p50_ms": median_of([r.result["p50_ms"] for r in direct]),
+                    "p99_ms": median_of([r.result["p99_ms"] for r in direct]),
                     "proxy_cpu_ms_per_call": math.nan,
-                    "upstream_cpu_ms_per_call": _median([r.upstream_cpu_ms_per_call for r in direct]),
-                    "client_cpu_ms_per_call": _median([r.result["client_cpu_ms_per_call"] for r in direct]),
+                    "upstream_cpu_ms_per_call": median_of([r.upstream_cpu_ms_per_call for r in direct]),
+                    "client_cpu_ms_per_call": median_of([r.result["client_cpu_ms_per_call"] for r in direct]),
                     "throughput_ratio": 1.0,
                     "p50_ratio": 1.0,
                 }
@@ -587,32 +477,24 @@ def summarise(runs: Sequence[Run], order: Sequence[str], concurrencies: Sequence
     return rows
 
 
-def _fmt(value: Any, spec: str) -> str:
-    """``format`` that shows unmeasured figures (None, NaN) as a right-aligned "n/a" of the same width."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a".rjust(int(spec.split(".")[0] or 0))
-    return format(value, spec)
-
-
 def print_report(rows: Sequence[dict[str, Any]], status: dict[str, dict[str, Any]], machine: dict[str, Any]) -> None:
     """Side-by-side table: tools/call per C with ratios to the direct run next to it, then tools/list."""
     print()
-    print(
-        f"machine: {machine['cpu_count']} CPUs, {machine['platform']}, python {machine['python']}, "
-        f"mcp {machine['mcp']}, load avg at start {machine['loadavg_start']}"
+    print(machine_line(machine))
+    print_table(
+        [
+            Column("target", "target", "<22"),
+            Column("op", "op", "<5"),
+            Column("C", "concurrency", ">3"),
+            Column("calls/s", "calls_per_s", "9.1f"),
+            Column("x direct", "throughput_ratio", "8.2f", suffix="x"),
+            Column("p50 ms", "p50_ms", "9.2f"),
+            Column("p99 ms", "p99_ms", "9.2f"),
+            Column("proxy CPU ms/call", "proxy_cpu_ms_per_call", "18.2f"),
+            Column("upstream CPU ms/call", "upstream_cpu_ms_per_call", "21.2f"),
+        ],
+        rows,
     )
-    header = (
-        f"{'target':<22} {'op':<5} {'C':>3} {'calls/s':>9} {'x direct':>9} {'p50 ms':>9} {'p99 ms':>9} "
-        f"{'proxy CPU ms/call':>18} {'upstream CPU ms/call':>21}"
-    )
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        print(
-            f"{row['target']:<22} {row['op']:<5} {row['concurrency']:>3} {_fmt(row['calls_per_s'], '9.1f')} "
-            f"{_fmt(row['throughput_ratio'], '8.2f')}x {_fmt(row['p50_ms'], '9.2f')} {_fmt(row['p99_ms'], '9.2f')} "
-            f"{_fmt(row['proxy_cpu_ms_per_call'], '18.2f')} {_fmt(row['upstream_cpu_ms_per_call'], '21.2f')}"
-        )
     print()
     for label, info in status.items():
         detail = info.get("notes") or ""
@@ -622,23 +504,9 @@ def print_report(rows: Sequence[dict[str, Any]], status: dict[str, dict[str, Any
         print(f"  {label:<22} {info['status']:<8} {versions}  {detail}")
 
 
-def write_results(payload: dict[str, Any], stamp: str) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"peers-{stamp}.json"
-    text = json.dumps(payload, indent=2, allow_nan=False, default=str)
-    path.write_text(text + "\n")
-    (RESULTS_DIR / "peers-latest.json").write_text(text + "\n")
-    return path
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------------------------------
-
-
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM takes the same clean-up path as Ctrl-C."""
-    raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
@@ -679,47 +547,26 @@ def measure_peer(session: Session, label: str, upstream_url: str, args: argparse
 
 
 def orchestrate(args: argparse.Namespace) -> int:
-    started = time.monotonic()
-    wall_start = datetime.now(UTC)
-    stamp = wall_start.strftime("%Y%m%dT%H%M%SZ")
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    machine = machine_info()
+    run = BenchmarkRun("peers")
     status: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="mcpgw-peers-") as tmp:
-        workdir = Path(tmp)
-        shared = Children(workdir)
-        session: Session | None = None
-        try:
-            port = free_port()
-            upstream = shared.start(
-                "upstream", [sys.executable, str(LAB_SERVER), "--transport", "http", "--port", str(port)]
-            )
-            wait_for_port(upstream, port, STARTUP_TIMEOUT)
-            upstream_url = f"http://127.0.0.1:{port}/mcp"
-            print(f"upstream {upstream_url} (pid {upstream.proc.pid})")
-            session = Session(upstream, workdir, started + args.max_seconds, args.warmup, args.payload)
-            for label in args.peers:
-                status[label] = measure_peer(session, label, upstream_url, args)
-        except BenchmarkError as exc:
-            print(f"benchmark failed: {exc}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            print("interrupted; stopping child processes", file=sys.stderr)
-            return 130
-        finally:
-            shared.close()
-    elapsed = time.monotonic() - started
-    rows = summarise(session.runs if session else [], args.peers, args.concurrency)
-    print_report(rows, status, machine)
-    print(f"total runtime {elapsed:.0f} s")
-    payload = _nan_to_none(
-        {
-            "benchmark": "peers",
-            "timestamp": wall_start.isoformat(),
-            "git": git_info(),
-            "machine": machine,
-            "settings": {
+
+    def measure(workdir: Path, shared: Children) -> Session:
+        port = free_port()
+        upstream = start_lab(shared, "upstream", port, timeout=STARTUP_TIMEOUT)
+        upstream_url = f"http://127.0.0.1:{port}/mcp"
+        print(f"upstream {upstream_url} (pid {upstream.proc.pid})")
+        session = Session(upstream, workdir, run.started + args.max_seconds, args.warmup, args.payload)
+        for label in args.peers:
+            status[label] = measure_peer(session, label, upstream_url, args)
+        return session
+
+    session = run_with_children("mcpgw-peers-", measure)
+    rows = summarise(session.runs, args.peers, args.concurrency)
+    print_report(rows, status, run.machine)
+    print(f"total runtime {run.elapsed():.0f} s")
+    run.save(
+        run.record(
+            settings={
                 "calls": args.calls,
                 "concurrency": args.concurrency,
                 "warmup": args.warmup,
@@ -727,14 +574,11 @@ def orchestrate(args: argparse.Namespace) -> int:
                 "tools_list_calls": args.list_calls,
                 "peers": args.peers,
             },
-            "peers": status,
-            "summary": rows,
-            "runs": [r.as_dict() for r in session.runs] if session else [],
-            "total_runtime_s": elapsed,
-        }
+            peers=status,
+            summary=rows,
+            runs=[r.as_dict() for r in session.runs],
+        )
     )
-    path = write_results(payload, stamp)
-    print(f"results: {path.relative_to(REPO_ROOT)} (and peers-latest.json)")
     return 0
 
 

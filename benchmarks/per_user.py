@@ -18,30 +18,26 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _load import HEADERS_ENV
-from proxy_overhead import (
-    RESULT_PREFIX,
+from _load import free_port
+from _results import git_info, machine_info, utc_stamp, write_results
+from _runner import (
     BenchmarkError,
     Children,
-    free_port,
-    git_info,
-    machine_info,
+    load_client_argv,
+    mcpgw_command,
+    run_with_children,
+    run_worker,
     wait_for_port,
     wait_for_ready,
+    worker_env,
 )
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-KEYED_SERVER = REPO / "tests" / "upstreams" / "keyed_server.py"
-RESULTS = HERE / "results"
+KEYED_SERVER = Path(__file__).resolve().parents[1] / "tests" / "upstreams" / "keyed_server.py"
 IDENTITY = {"x-bf-mcp-session-id": "per-user-benchmark"}
 
 
@@ -77,8 +73,9 @@ def start(children: Children, workdir: Path) -> str:
     path.write_text(json.dumps(config))  # JSON is YAML
     env = {**os.environ, "MCPGW_MASTER_KEY_FILE": str(workdir / "master.key")}
     env.pop("DATABASE_URL", None)
-    mcpgw = str(Path(sys.executable).parent / "mcpgw")
-    gateway = children.start("gateway", [mcpgw, "serve", "--config", str(path), "--log-level", "warning"], env=env)
+    gateway = children.start(
+        "gateway", [mcpgw_command(), "serve", "--config", str(path), "--log-level", "warning"], env=env
+    )
     base = f"http://127.0.0.1:{gateway_port}"
     wait_for_ready(gateway, base, 60)
     return base
@@ -113,18 +110,11 @@ async def enrol(base: str) -> None:
         raise BenchmarkError("after enrolling, the per-user call did not carry the enrolled token")
 
 
-def measure(base: str, tool: str, concurrency: int, calls: int) -> dict[str, Any]:
-    argv = [
-        sys.executable, str(HERE / "_load.py"), "--url", base + "/mcp", "--tool", tool,
-        "--concurrency", str(concurrency), "--calls", str(calls), "--warmup", "100",
-    ]  # fmt: skip
-    env = {**os.environ, HEADERS_ENV: json.dumps(IDENTITY)}
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
-    for line in done.stdout.splitlines():
-        if line.startswith(RESULT_PREFIX):
-            result: dict[str, Any] = json.loads(line[len(RESULT_PREFIX) :])
-            return result
-    raise BenchmarkError(f"load client failed ({done.returncode}): {done.stderr[-2000:]}")
+def measure(base: str, tool: str, concurrency: int, calls: int, workdir: Path) -> dict[str, Any]:
+    """One ``_load.py`` run as the benchmark's caller (its identity header comes through the environment)."""
+    argv = load_client_argv(base + "/mcp", tool, concurrency=concurrency, calls=calls, warmup=100)
+    run = run_worker(argv, workdir=workdir, what=f"load client {tool} C={concurrency}", env=worker_env(IDENTITY))
+    return run.result
 
 
 def main() -> int:
@@ -137,19 +127,18 @@ def main() -> int:
 
     started = time.monotonic()
     rows: dict[str, list[dict[str, Any]]] = {}
-    with tempfile.TemporaryDirectory(prefix="mcpgw-per-user-") as folder:
-        children = Children(Path(folder))
-        try:
-            base = start(children, Path(folder))
-            anyio.run(enrol, base)
-            for _ in range(args.rounds):
-                for concurrency in args.concurrency:
-                    for tool in ("shared-echo", "peruser-echo"):
-                        rows.setdefault(f"{tool}@{concurrency}", []).append(
-                            measure(base, tool, concurrency, args.calls)
-                        )
-        finally:
-            children.close()
+
+    def measure_all(workdir: Path, children: Children) -> None:
+        base = start(children, workdir)
+        anyio.run(enrol, base)
+        for _ in range(args.rounds):
+            for concurrency in args.concurrency:
+                for tool in ("shared-echo", "peruser-echo"):
+                    rows.setdefault(f"{tool}@{concurrency}", []).append(
+                        measure(base, tool, concurrency, args.calls, workdir)
+                    )
+
+    run_with_children("mcpgw-per-user-", measure_all)
 
     summary: dict[str, Any] = {}
     print(f"{'C':>3} {'mode':<8} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
@@ -169,7 +158,7 @@ def main() -> int:
         entry["p50_ratio"] = statistics.median(per_round)
         summary[str(concurrency)] = entry
         print(f"    per_user/shared p50 latency: {entry['p50_ratio']:.3f}x (target <= 1.2x)")
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = utc_stamp()
     payload = {
         "benchmark": "per_user",
         "at": stamp,
@@ -180,9 +169,7 @@ def main() -> int:
         "git": git_info(),
         "elapsed_s": time.monotonic() - started,
     }
-    RESULTS.mkdir(exist_ok=True)
-    for name in (f"per_user-{stamp}.json", "per_user-latest.json"):
-        (RESULTS / name).write_text(json.dumps(payload, indent=1))
+    write_results("per_user", payload, stamp)
     return 0
 
 

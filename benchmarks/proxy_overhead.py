@@ -10,9 +10,10 @@ Why this shape:
 * The load client is the official SDK client (``ClientSession`` over ``streamable_http_client``) with one
   ``httpx2.AsyncClient`` per session, i.e. what a real MCP client does. Concurrency C means C independent sessions,
   each with its own connection pool, because one shared pool is itself a bottleneck on these machines.
-* Each worker reports markers on stdout when its measured phase starts and ends; the orchestrator samples the
-  CPU time of the gateway and upstream processes at those markers, which gives CPU milliseconds per call for
-  each hop -- a sharper signal than wall-clock throughput on a shared 2-core box.
+* Each load-client process (``_load.py``, run through ``_runner.run_worker``) reports markers on stdout when its
+  measured phase starts and ends; the orchestrator samples the CPU time of the gateway and upstream processes at
+  those markers, which gives CPU milliseconds per call for each hop -- a sharper signal than wall-clock
+  throughput on a shared 2-core box.
 
 Usage::
 
@@ -29,38 +30,35 @@ from __future__ import annotations
 import argparse
 import contextlib
 import html
-import importlib.metadata
-import json
-import math
-import os
-import platform
 import re
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
-import tempfile
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _load import MARK_END, MARK_START, RESULT_PREFIX, run_load
-from _load import emit as _emit
-from _load import free_port as free_port
-from _load import percentile as percentile
+from _load import free_port
+from _results import RESULTS_DIR, BenchmarkRun, Column, machine_line, median_of, print_table
+from _runner import (
+    REPO_ROOT,
+    BenchmarkError,
+    Child,
+    Children,
+    checkout_env,
+    cpu_seconds,
+    load_client_argv,
+    mcpgw_command,
+    run_with_children,
+    run_worker,
+    start_lab,
+    wait_for_ready,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
-LAB_SERVER = REPO_ROOT / "tests" / "upstreams" / "lab_server.py"
 PROFILE_SVG = RESULTS_DIR / "gateway-profile.svg"
 
 UPSTREAM_NAME = "lab"
@@ -69,163 +67,16 @@ GATEWAY_TOOL = f"{UPSTREAM_NAME}-echo"  # the gateway's default prefix is the up
 MODES: tuple[str, ...] = ("direct", "gateway")
 
 STARTUP_TIMEOUT = 30.0  # seconds for upstream/gateway to become ready
-WORKER_TIMEOUT = 600.0  # hard cap per measurement process, whatever N is
-
-# --------------------------------------------------------------------------------------------------------------
-# Worker: the load client, run in its own process
-# --------------------------------------------------------------------------------------------------------------
-
-
-async def _run_worker(args: argparse.Namespace) -> dict[str, Any]:
-    """One measurement with the load client shared by all benchmarks (``_load.run_load``)."""
-    return await run_load(
-        args.url,
-        tool=args.tool,
-        op=args.op,
-        concurrency=args.concurrency,
-        calls=args.calls,
-        warmup=args.warmup,
-        payload=args.payload,
-    )
-
-
-def worker_main(args: argparse.Namespace) -> int:
-    """Entry point of ``--worker``: run one measurement and print it as one ``@@result`` JSON line."""
-    import warnings
-
-    import anyio
-
-    with contextlib.suppress(ImportError):
-        from mcp.shared.exceptions import MCPDeprecationWarning
-
-        warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
-    result = anyio.run(_run_worker, args)
-    _emit(RESULT_PREFIX + json.dumps(result))
-    return 0
-
 
 # --------------------------------------------------------------------------------------------------------------
 # Orchestrator: child processes
 # --------------------------------------------------------------------------------------------------------------
 
 
-class BenchmarkError(RuntimeError):
-    """A setup or measurement failure with enough context (stderr tails) to act on."""
-
-
-@dataclass
-class Child:
-    """A child process in its own session (so Ctrl-C reaches only us and we decide the shutdown order)."""
-
-    name: str
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-    def stderr_tail(self, lines: int = 30) -> str:
-        """Last lines of the child's combined output, for error messages."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no output captured)"
-        return "\n".join(text.splitlines()[-lines:]) or "(empty)"
-
-    def stop(self, grace: float = 5.0) -> None:
-        """SIGTERM the child's process group, then SIGKILL it if it has not exited within ``grace`` seconds."""
-        if self.proc.poll() is not None:
-            return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout=grace)
-                return
-            except subprocess.TimeoutExpired:
-                continue
-
-
-class Children:
-    """Owns every process the benchmark starts; ``close()`` stops them all in reverse start order."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.items: list[Child] = []
-
-    def start(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None) -> Child:
-        """Start ``argv`` with stdout+stderr going to a log file in the temp dir."""
-        log_path = self.workdir / f"{name}.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                list(argv),
-                cwd=REPO_ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        child = Child(name, proc, log_path)
-        self.items.append(child)
-        return child
-
-    def close(self) -> None:
-        """Stop all children; never raises, because it runs on the error path too."""
-        for child in reversed(self.items):
-            with contextlib.suppress(Exception):
-                child.stop()
-        self.items.clear()
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime+stime of a process from /proc (Linux); NaN elsewhere, which then shows up as n/a in the table."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return math.nan
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_for_port(child: Child, port: int, timeout: float) -> None:
-    """Wait until ``port`` accepts TCP connections, failing fast if the child dies."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child.proc.poll() is not None:
-            raise BenchmarkError(f"{child.name} exited with {child.proc.returncode}:\n{child.stderr_tail()}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
-        time.sleep(0.1)
-    raise BenchmarkError(f"{child.name} did not listen on port {port} within {timeout:.0f}s:\n{child.stderr_tail()}")
-
-
-def wait_for_ready(child: Child, base_url: str, timeout: float) -> dict[str, Any]:
-    """Poll ``GET /readyz`` until 200 (the upstream is connected and its tools are in the catalog)."""
-    deadline = time.monotonic() + timeout
-    last = "no answer yet"
-    while time.monotonic() < deadline:
-        if child.proc.poll() is not None:
-            raise BenchmarkError(f"gateway exited with {child.proc.returncode}:\n{child.stderr_tail()}")
-        try:
-            with urllib.request.urlopen(base_url + "/readyz", timeout=2) as response:
-                body: dict[str, Any] = json.loads(response.read())
-                if response.status == 200:
-                    return body
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}: {exc.read()[:300]!r}"
-        except (OSError, ValueError) as exc:
-            last = repr(exc)
-        time.sleep(0.2)
-    raise BenchmarkError(
-        f"gateway not ready within {timeout:.0f}s (last /readyz: {last}); gateway output:\n{child.stderr_tail()}"
-    )
-
-
 def start_stack(children: Children, workdir: Path) -> tuple[Child, Child, str, str]:
     """Start the lab upstream and a gateway in front of it; return both and their /mcp URLs."""
     upstream_port, gateway_port = free_port(), free_port()
-    upstream = children.start(
-        "upstream", [sys.executable, str(LAB_SERVER), "--transport", "http", "--port", str(upstream_port)]
-    )
-    wait_for_port(upstream, upstream_port, STARTUP_TIMEOUT)
+    upstream = start_lab(children, "upstream", upstream_port, timeout=STARTUP_TIMEOUT)
     direct_url = f"http://127.0.0.1:{upstream_port}/mcp"
 
     config = workdir / "gateway.yaml"
@@ -236,26 +87,16 @@ def start_stack(children: Children, workdir: Path) -> tuple[Child, Child, str, s
         f"upstreams:\n  {UPSTREAM_NAME}:\n    transport: http\n    url: {direct_url}\n"
         "    allow_on_all_virtual_keys: true\n"
     )
-    mcpgw = Path(sys.executable).parent / "mcpgw"
-    mcpgw_cmd = str(mcpgw) if mcpgw.exists() else shutil.which("mcpgw")
-    if mcpgw_cmd is None:
-        raise BenchmarkError("mcpgw not found next to this python nor on PATH; run with the project's venv python")
     gateway = children.start(
         "gateway",
-        [mcpgw_cmd, "serve", "--config", str(config), "--port", str(gateway_port), "--log-level", "warning"],
-        env=_checkout_env(),
+        [mcpgw_command(), "serve", "--config", str(config), "--port", str(gateway_port), "--log-level", "warning"],
+        env=checkout_env(),
     )
     base = f"http://127.0.0.1:{gateway_port}"
     ready = wait_for_ready(gateway, base, STARTUP_TIMEOUT)
     if ready.get("tools", 0) < 1:
         raise BenchmarkError(f"gateway is ready but lists no tools: {ready}")
     return upstream, gateway, direct_url, base + "/mcp"
-
-
-def _checkout_env() -> dict[str, str]:
-    """This checkout's `mcp_gateway` first on the path: the venv may hold an editable install of another worktree."""
-    path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": str(REPO_ROOT) + (os.pathsep + path if path else "")}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -291,7 +132,7 @@ class Measurement:
 
 @dataclass
 class Runner:
-    """Runs workers against a started stack, enforcing per-run and overall deadlines."""
+    """Runs load clients against a started stack, enforcing per-run and overall deadlines."""
 
     upstream: Child
     gateway: Child
@@ -305,67 +146,23 @@ class Runner:
     def run(
         self, mode: str, op: str, concurrency: int, calls: int, round_no: int, profiled: bool = False
     ) -> Measurement:
-        """Run one worker process and sample gateway/upstream CPU at its start/end markers."""
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 5:
-            raise BenchmarkError("overall time budget exhausted (raise --max-seconds or lower --calls/--repeat)")
-        for child in (self.upstream, self.gateway):
-            if child.proc.poll() is not None:
-                raise BenchmarkError(f"{child.name} died (exit {child.proc.returncode}):\n{child.stderr_tail()}")
+        """Run one load-client process and sample gateway/upstream CPU at its start/end markers."""
         tool = GATEWAY_TOOL if mode == "gateway" else DIRECT_TOOL
-        argv = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--worker",
-            "--url",
-            self.urls[mode],
-            "--tool",
-            tool,
-            "--op",
-            op,
-            "--concurrency",
-            str(concurrency),
-            "--calls",
-            str(calls),
-            "--warmup",
-            str(self.warmup if op == "call" else max(10, self.warmup // 5)),
-            "--payload",
-            str(self.payload),
-        ]
-        stderr_path = self.workdir / "worker.stderr"
-        with stderr_path.open("wb") as stderr:
-            proc = subprocess.Popen(
-                argv, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True
-            )
-        timer = threading.Timer(min(WORKER_TIMEOUT, remaining), proc.kill)
-        timer.start()
-        cpu: dict[str, tuple[float, float]] = {}
-        result: dict[str, Any] | None = None
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                line = line.rstrip("\n")
-                if line in (MARK_START, MARK_END):
-                    cpu[line] = (cpu_seconds(self.gateway.proc.pid), cpu_seconds(self.upstream.proc.pid))
-                elif line.startswith(RESULT_PREFIX):
-                    result = json.loads(line[len(RESULT_PREFIX) :])
-            proc.wait(timeout=30)
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        finally:
-            timer.cancel()
-        if proc.returncode != 0 or result is None:
-            tail = "\n".join(stderr_path.read_text(errors="replace").splitlines()[-25:])
-            raise BenchmarkError(
-                f"worker {mode} {op} C={concurrency} failed (exit {proc.returncode}; killed if it ran past the "
-                f"time limit):\n{tail}\n--- gateway output ---\n{self.gateway.stderr_tail(15)}"
-            )
-        n = result["calls"]
-        gw = (cpu[MARK_END][0] - cpu[MARK_START][0]) * 1000 / n if len(cpu) == 2 else math.nan
-        up = (cpu[MARK_END][1] - cpu[MARK_START][1]) * 1000 / n if len(cpu) == 2 else math.nan
-        m = Measurement(mode, op, concurrency, result, gw, up, round_no, profiled)
+        argv = load_client_argv(
+            self.urls[mode], tool, op=op, concurrency=concurrency, calls=calls, warmup=self.warmup, payload=self.payload
+        )
+        run = run_worker(
+            argv,
+            workdir=self.workdir,
+            what=f"worker {mode} {op} C={concurrency}",
+            sample=lambda: (cpu_seconds(self.gateway.proc.pid), cpu_seconds(self.upstream.proc.pid)),
+            deadline=self.deadline,
+            watch=(self.upstream, self.gateway),
+            show_output_of=self.gateway,
+        )
+        result = run.result
+        gateway_cpu, upstream_cpu = run.cpu_ms_per_call
+        m = Measurement(mode, op, concurrency, result, gateway_cpu, upstream_cpu, round_no, profiled)
         self.measurements.append(m)
         print(
             f"  round {round_no} {mode:<7} {op:<4} C={concurrency:<3} {result['calls_per_s']:8.1f} calls/s  "
@@ -501,11 +298,6 @@ def flamegraph_hot_spots(svg: Path, top: int = 15) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def median_of(values: Sequence[float]) -> float:
-    clean = [v for v in values if not math.isnan(v)]
-    return statistics.median(clean) if clean else math.nan
-
-
 def summarise(measurements: Sequence[Measurement], concurrencies: Sequence[int]) -> dict[str, Any]:
     """Median per (mode, C) over rounds, plus per-round gateway/direct ratios and their median.
 
@@ -567,31 +359,24 @@ def summarise(measurements: Sequence[Measurement], concurrencies: Sequence[int])
     return {"rows": rows, "ratios": ratios, "tools_list": list_summary}
 
 
-def _fmt(value: float, spec: str) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
-
-
 def print_report(summary: dict[str, Any], machine: dict[str, Any], args: argparse.Namespace, elapsed: float) -> None:
     """The human-readable table; the JSON file has every figure, this shows the ones that matter."""
     print()
-    print(
-        f"machine: {machine['cpu_count']} CPUs, {machine['platform']}, python {machine['python']}, "
-        f"mcp {machine['mcp']}, httpx2 {machine['httpx2']}, load avg at start {machine['loadavg_start']}"
-    )
+    print(machine_line(machine, ("mcp", "httpx2")))
     print(f"calls per run N={args.calls}, warm-up {args.warmup}, payload {args.payload} B, rounds {args.repeat}")
-    header = (
-        f"{'mode':<8} {'C':>3} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'gw CPU ms/call':>15} {'up CPU ms/call':>15} {'client CPU ms/call':>19}"
+    print_table(
+        [
+            Column("mode", "mode", "<8"),
+            Column("C", "concurrency", ">3"),
+            Column("calls/s", "calls_per_s", "9.1f"),
+            Column("p50 ms", "p50_ms", "8.2f"),
+            Column("p99 ms", "p99_ms", "8.2f"),
+            Column("gw CPU ms/call", "gateway_cpu_ms_per_call", "15.2f"),
+            Column("up CPU ms/call", "upstream_cpu_ms_per_call", "15.2f"),
+            Column("client CPU ms/call", "client_cpu_ms_per_call", "19.2f"),
+        ],
+        summary["rows"],
     )
-    print(header)
-    print("-" * len(header))
-    for row in summary["rows"]:
-        print(
-            f"{row['mode']:<8} {row['concurrency']:>3} {_fmt(row['calls_per_s'], '9.1f')} "
-            f"{_fmt(row['p50_ms'], '8.2f')} {_fmt(row['p99_ms'], '8.2f')} "
-            f"{_fmt(row['gateway_cpu_ms_per_call'], '15.2f')} {_fmt(row['upstream_cpu_ms_per_call'], '15.2f')} "
-            f"{_fmt(row['client_cpu_ms_per_call'], '19.2f')}"
-        )
     print()
     for ratio in summary["ratios"]:
         per_round = ", ".join(f"{p['throughput_ratio']:.2f}" for p in ratio["per_round"])
@@ -623,135 +408,56 @@ def print_hot_spots(hot: dict[str, Any], top: int = 12) -> None:
             print(f"    {item['pct']:5.1f}%  {item['function']}")
 
 
-def machine_info() -> dict[str, Any]:
-    def version(dist: str) -> str:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-
-    return {
-        "cpu_count": os.cpu_count(),
-        "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-        "mcp": version("mcp"),
-        "httpx2": version("httpx2"),
-        "mcpgw": version("mcpgw"),
-        "uvicorn": version("uvicorn"),
-        "loadavg_start": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-    }
-
-
-def git_info() -> dict[str, Any]:
-    """Commit and dirty flag if this is a git checkout with commits; None otherwise (not an error)."""
-
-    def git(*argv: str) -> str | None:
-        try:
-            out = subprocess.run(["git", *argv], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    status = git("status", "--porcelain")
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None}
-
-
-def write_results(payload: dict[str, Any], stamp: str) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"proxy_overhead-{stamp}.json"
-    text = json.dumps(payload, indent=2, allow_nan=False, default=str)
-    path.write_text(text + "\n")
-    (RESULTS_DIR / "proxy_overhead-latest.json").write_text(text + "\n")
-    return path
-
-
-def _nan_to_none(obj: Any) -> Any:
-    """JSON has no NaN; unmeasurable figures become null."""
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_nan_to_none(v) for v in obj]
-    return obj
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Orchestrator: main
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM takes the same clean-up path as Ctrl-C."""
-    raise KeyboardInterrupt
-
-
 def orchestrate(args: argparse.Namespace) -> int:
-    started = time.monotonic()
-    wall_start = datetime.now(UTC)
-    stamp = wall_start.strftime("%Y%m%dT%H%M%SZ")
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored (nohup, `&`)
-    machine = machine_info()
+    run = BenchmarkRun("proxy_overhead")
     py_spy = find_py_spy() if args.profile else None
     if args.profile and py_spy is None:
         print("--profile: py-spy not found (pip install py-spy into the venv); continuing without it", file=sys.stderr)
 
-    with tempfile.TemporaryDirectory(prefix="mcpgw-bench-") as tmp:
-        workdir = Path(tmp)
-        children = Children(workdir)
-        try:
-            upstream, gateway, direct_url, gateway_url = start_stack(children, workdir)
-            print(f"upstream {direct_url} (pid {upstream.proc.pid}), gateway {gateway_url} (pid {gateway.proc.pid})")
-            runner = Runner(
-                upstream=upstream,
-                gateway=gateway,
-                urls={"direct": direct_url, "gateway": gateway_url},
-                deadline=started + args.max_seconds,
-                workdir=workdir,
-                payload=args.payload,
-                warmup=args.warmup,
-            )
-            for round_no in range(1, args.repeat + 1):
-                for c in args.concurrency:
-                    for mode in MODES:
-                        runner.run(mode, "call", c, args.calls, round_no)
+    def measure(workdir: Path, children: Children) -> tuple[Runner, dict[str, Any] | None]:
+        upstream, gateway, direct_url, gateway_url = start_stack(children, workdir)
+        print(f"upstream {direct_url} (pid {upstream.proc.pid}), gateway {gateway_url} (pid {gateway.proc.pid})")
+        runner = Runner(
+            upstream=upstream,
+            gateway=gateway,
+            urls={"direct": direct_url, "gateway": gateway_url},
+            deadline=run.started + args.max_seconds,
+            workdir=workdir,
+            payload=args.payload,
+            warmup=args.warmup,
+        )
+        for round_no in range(1, args.repeat + 1):
+            for c in args.concurrency:
                 for mode in MODES:
-                    runner.run(mode, "list", 1, args.list_calls, round_no)
+                    runner.run(mode, "call", c, args.calls, round_no)
+            for mode in MODES:
+                runner.run(mode, "list", 1, args.list_calls, round_no)
 
-            hot: dict[str, Any] | None = None
-            if py_spy is not None:
-                c = max(args.concurrency)
-                print(f"profiling the gateway with py-spy during an extra gateway C={c} run → {PROFILE_SVG}")
-                with py_spy_attached(py_spy, gateway.proc.pid, PROFILE_SVG, workdir / "py-spy.log"):
-                    runner.run("gateway", "call", c, args.calls, 0, profiled=True)
-                if PROFILE_SVG.exists():
-                    hot = flamegraph_hot_spots(PROFILE_SVG)
-                else:
-                    print(f"py-spy wrote no SVG:\n{(workdir / 'py-spy.log').read_text(errors='replace')[-2000:]}")
-        except BenchmarkError as exc:
-            print(f"benchmark failed: {exc}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            print("interrupted; stopping child processes", file=sys.stderr)
-            return 130
-        finally:
-            children.close()
+        hot: dict[str, Any] | None = None
+        if py_spy is not None:
+            c = max(args.concurrency)
+            print(f"profiling the gateway with py-spy during an extra gateway C={c} run → {PROFILE_SVG}")
+            with py_spy_attached(py_spy, gateway.proc.pid, PROFILE_SVG, workdir / "py-spy.log"):
+                runner.run("gateway", "call", c, args.calls, 0, profiled=True)
+            if PROFILE_SVG.exists():
+                hot = flamegraph_hot_spots(PROFILE_SVG)
+            else:
+                print(f"py-spy wrote no SVG:\n{(workdir / 'py-spy.log').read_text(errors='replace')[-2000:]}")
+        return runner, hot
 
-    elapsed = time.monotonic() - started
+    runner, hot = run_with_children("mcpgw-bench-", measure)
     summary = summarise(runner.measurements, args.concurrency)
-    print_report(summary, machine, args, elapsed)
+    print_report(summary, run.machine, args, run.elapsed())
     if hot:
         print_hot_spots(hot)
-    payload = _nan_to_none(
-        {
-            "benchmark": "proxy_overhead",
-            "timestamp": wall_start.isoformat(),
-            "git": git_info(),
-            "machine": machine,
-            "settings": {
+    run.save(
+        run.record(
+            settings={
                 "calls": args.calls,
                 "concurrency": args.concurrency,
                 "repeat": args.repeat,
@@ -761,14 +467,11 @@ def orchestrate(args: argparse.Namespace) -> int:
                 "direct_tool": DIRECT_TOOL,
                 "gateway_tool": GATEWAY_TOOL,
             },
-            "summary": summary,
-            "runs": [m.as_dict() for m in runner.measurements],
-            "profile": {"svg": str(PROFILE_SVG.relative_to(REPO_ROOT)), "hot_spots": hot} if hot else None,
-            "total_runtime_s": elapsed,
-        }
+            summary=summary,
+            runs=[m.as_dict() for m in runner.measurements],
+            profile={"svg": str(PROFILE_SVG.relative_to(REPO_ROOT)), "hot_spots": hot} if hot else None,
+        )
     )
-    path = write_results(payload, stamp)
-    print(f"results: {path.relative_to(REPO_ROOT)} (and proxy_overhead-latest.json)")
     return 0
 
 
@@ -783,28 +486,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--payload", type=int, default=64, help="bytes of text sent to echo (default 64)")
     parser.add_argument("--profile", action="store_true", help="py-spy flame graph of the gateway at max C")
     parser.add_argument("--max-seconds", type=float, default=1800, help="overall time budget (default 1800)")
-    worker = parser.add_argument_group("worker mode (internal: one measurement process)")
-    worker.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    worker.add_argument("--url", help=argparse.SUPPRESS)
-    worker.add_argument("--tool", default=DIRECT_TOOL, help=argparse.SUPPRESS)
-    worker.add_argument("--op", choices=("call", "list"), default="call", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.calls, args.warmup, args.list_calls = 300, 50, 50
     if args.calls < 1 or args.repeat < 1 or any(c < 1 for c in args.concurrency):
         parser.error("--calls, --repeat and --concurrency must be positive")
-    if args.worker and len(args.concurrency) != 1:
-        parser.error("--worker takes exactly one --concurrency")
-    if args.worker:
-        args.concurrency = args.concurrency[0]
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.worker:
-        return worker_main(args)
-    return orchestrate(args)
+    return orchestrate(parse_args(argv))
 
 
 if __name__ == "__main__":

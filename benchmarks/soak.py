@@ -37,41 +37,36 @@ import json
 import math
 import os
 import random
-import shutil
 import signal
-import socket
 import statistics
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from _load import CALL_TIMEOUT, free_port, open_session, percentile, silence_sdk_deprecations
-from proxy_overhead import (
+from _results import BenchmarkRun
+from _runner import (
+    LAB_SERVER,
     BenchmarkError,
     Child,
     Children,
-    _nan_to_none,
     cpu_seconds,
-    git_info,
-    machine_info,
-    wait_for_port,
+    lab_argv,
+    mcpgw_command,
+    port_open,
+    run_with_children,
+    start_lab,
     wait_for_ready,
 )
 
 if TYPE_CHECKING:
     from mcp import ClientSession
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
-LAB_SERVER = REPO_ROOT / "tests" / "upstreams" / "lab_server.py"
 
 HTTP_UPSTREAMS: tuple[str, ...] = ("http1", "http2", "http3")
 STDIO_UPSTREAM = "stdio1"
@@ -238,24 +233,6 @@ def vm_rss_kb(pid: int) -> int | None:
     return None
 
 
-def descendants(pid: int) -> list[int]:
-    """All live descendants of ``pid`` (from /proc), so nothing a child started outlives the soak."""
-    tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            tree.setdefault(int(stat[stat.rindex(")") + 2 :].split()[1]), []).append(int(entry.name))
-    found, stack = [], list(tree.get(pid, []))
-    while stack:
-        current = stack.pop()
-        found.append(current)
-        stack.extend(tree.get(current, []))
-    return found
-
-
 def readyz(base_url: str) -> dict[str, Any] | None:
     """``GET /readyz`` body (served with 200 or 503), or None if the gateway did not answer."""
     try:
@@ -309,19 +286,14 @@ class Stack:
     lab_env: dict[str, dict[str, str]]
 
 
-def start_lab(children: Children, name: str, port: int, env: dict[str, str]) -> Child:
-    child = children.start(
-        name, [sys.executable, str(LAB_SERVER), "--transport", "http", "--port", str(port)], env={**os.environ, **env}
-    )
-    wait_for_port(child, port, STARTUP_TIMEOUT)
-    return child
-
-
 def start_stack(children: Children, workdir: Path) -> Stack:
     """Three HTTP lab servers, then mcpgw in front of them plus one stdio lab it starts itself."""
     ports = {name: free_port() for name in HTTP_UPSTREAMS}
     lab_env = {name: {"LAB_NAME": name} for name in HTTP_UPSTREAMS}
-    upstreams = {name: start_lab(children, name, ports[name], lab_env[name]) for name in HTTP_UPSTREAMS}
+    upstreams = {
+        name: start_lab(children, name, ports[name], env=lab_env[name], timeout=STARTUP_TIMEOUT)
+        for name in HTTP_UPSTREAMS
+    }
     lines = [
         "server:",
         "  host: 127.0.0.1",
@@ -347,13 +319,9 @@ def start_stack(children: Children, workdir: Path) -> Stack:
     ]
     config = workdir / "gateway.yaml"
     config.write_text("\n".join(lines) + "\n")
-    mcpgw = Path(sys.executable).parent / "mcpgw"
-    command = str(mcpgw) if mcpgw.exists() else shutil.which("mcpgw")
-    if command is None:
-        raise BenchmarkError("mcpgw not found next to this python nor on PATH; run with the project's venv python")
     port = free_port()
     gateway = children.start(
-        "gateway", [command, "serve", "--config", str(config), "--port", str(port), "--log-level", "warning"]
+        "gateway", [mcpgw_command(), "serve", "--config", str(config), "--port", str(port), "--log-level", "warning"]
     )
     base_url = f"http://127.0.0.1:{port}"
     ready = wait_for_ready(gateway, base_url, STARTUP_TIMEOUT)
@@ -375,13 +343,13 @@ def inject_restart(stack: Stack, name: str, deadline: float) -> Restart:
     old.proc.wait(timeout=10)
     stack.upstreams[name] = new = stack.children.start(
         f"{name}-restart{int(event.killed)}",
-        [sys.executable, str(LAB_SERVER), "--transport", "http", "--port", str(stack.ports[name])],
+        lab_argv(stack.ports[name]),
         env={**os.environ, **stack.lab_env[name]},
     )
     limit = min(deadline, event.killed + RECONNECT_TIMEOUT)
     while time.monotonic() < limit:
         now = time.monotonic()
-        if event.listening is None and _port_open(stack.ports[name]):
+        if event.listening is None and port_open(stack.ports[name], timeout=0.3):
             event.listening = now
         state = upstream_state(stack.base_url, name)
         if event.gateway_noticed is None and state is not None and state != "connected":
@@ -393,15 +361,6 @@ def inject_restart(stack: Stack, name: str, deadline: float) -> Restart:
             raise BenchmarkError(f"restarted upstream {name} exited:\n{new.stderr_tail()}")
         time.sleep(0.1)
     return event
-
-
-def _port_open(port: int) -> bool:
-    """Whether something accepts TCP connections on the loopback ``port``."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.3):
-            return True
-    except OSError:
-        return False
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -500,20 +459,6 @@ def analyse(
 # --------------------------------------------------------------------------------------------------------------
 # Orchestrator: main
 # --------------------------------------------------------------------------------------------------------------
-
-
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM takes the same clean-up path as Ctrl-C."""
-    raise KeyboardInterrupt
-
-
-def close_all(children: Children) -> None:
-    """Stop every child, then anything they started that survived them (e.g. the gateway's stdio upstream)."""
-    leftovers = [pid for child in children.items if child.proc.poll() is None for pid in descendants(child.proc.pid)]
-    children.close()
-    for pid in leftovers:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
 
 
 def start_workers(children: Children, workdir: Path, base_url: str, args: argparse.Namespace) -> list[Child]:
@@ -722,67 +667,31 @@ def print_report(summary: dict[str, Any], args: argparse.Namespace, machine: dic
         print(f"{'PASS' if passed else 'FAIL'}  {labels[key]}")
 
 
-def write_results(payload: dict[str, Any], stamp: str) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"soak-{stamp}.json"
-    text = json.dumps(payload, indent=2, allow_nan=False, default=str)
-    path.write_text(text + "\n")
-    (RESULTS_DIR / "soak-latest.json").write_text(text + "\n")
-    return path
-
-
 def orchestrate(args: argparse.Namespace) -> int:
-    started = time.monotonic()
-    wall_start = datetime.now(UTC)
-    stamp = wall_start.strftime("%Y%m%dT%H%M%SZ")
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored (nohup, `&`)
-    machine = machine_info()
-    with tempfile.TemporaryDirectory(prefix="mcpgw-soak-") as tmp:
-        workdir = Path(tmp)
-        children = Children(workdir)
-        try:
-            summary = run_soak(args, workdir, children)
-        except BenchmarkError as exc:
-            print(f"soak failed: {exc}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            print("interrupted; stopping child processes", file=sys.stderr)
-            return 130
-        finally:
-            close_all(children)
-    elapsed = time.monotonic() - started
-    print_report(summary, args, machine)
-    print(f"total runtime {elapsed:.0f} s")
-    payload = _nan_to_none(
-        {
-            "benchmark": "soak",
-            "timestamp": wall_start.isoformat(),
-            "git": git_info(),
-            "machine": machine,
-            "settings": {
-                k: getattr(args, k)
-                for k in (
-                    "duration",
-                    "sessions",
-                    "processes",
-                    "warmup",
-                    "think",
-                    "progress_share",
-                    "progress_steps",
-                    "restart_min",
-                    "restart_max",
-                    "fault_grace",
-                    "seed",
-                )
-            }
-            | {"upstreams": {"http": list(HTTP_UPSTREAMS), "stdio": [STDIO_UPSTREAM]}},
-            "summary": summary,
-            "total_runtime_s": elapsed,
-        }
+    run = BenchmarkRun("soak")
+    summary = run_with_children(
+        "mcpgw-soak-", lambda workdir, children: run_soak(args, workdir, children), failure="soak failed"
     )
-    path = write_results(payload, stamp)
-    print(f"results: {path.relative_to(REPO_ROOT)} (and soak-latest.json)")
+    print_report(summary, args, run.machine)
+    print(f"total runtime {run.elapsed():.0f} s")
+    settings = {
+        k: getattr(args, k)
+        for k in (
+            "duration",
+            "sessions",
+            "processes",
+            "warmup",
+            "think",
+            "progress_share",
+            "progress_steps",
+            "restart_min",
+            "restart_max",
+            "fault_grace",
+            "seed",
+        )
+    }
+    settings["upstreams"] = {"http": list(HTTP_UPSTREAMS), "stdio": [STDIO_UPSTREAM]}
+    run.save(run.record(settings=settings, summary=summary))
     return 0 if all(summary["targets"].values()) else 2
 
 
