@@ -2,7 +2,7 @@
 
     route (policy + catalog) → credentials (per-user upstreams) → upstream → failover → one audit record
 
-`/mcp` (`server.py`), the meta tools of search and code mode (through `ToolCalls.access`) and the
+`/mcp` (`http/mcp_server.py`), the meta tools of search and code mode (through `ToolCalls.access`) and the
 LLM gateway's tool injection all come through `ToolCalls.call`. Nothing here knows HTTP or the
 SDK's server side: the client a call is made for is a `ClientChannel`, and results are the
 upstream's wire dicts. Failures a model or a person can act on come back as tool errors

@@ -3,7 +3,7 @@
 While an upstream works on a call it may report progress, log, or ask the client something
 (sampling, elicitation, roots). Those go back through the `ClientChannel` of the request that
 made the call. The `/mcp` face implements it over the SDK's request-scoped server session
-(`server.McpChannel`); an LLM request implements it without a back channel (progress and logs are
+(`http.mcp_server.McpChannel`); an LLM request implements it without a back channel (progress and logs are
 dropped, questions refused, a credential link goes into the tool result). Nothing here knows
 about HTTP frameworks or the SDK's server side, so `calls.py` and `upstreams/` can depend on it.
 """

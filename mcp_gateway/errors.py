@@ -7,10 +7,13 @@ Hierarchy::
     ├── AuthError              a request's credentials are missing or invalid (HTTP 401)
     ├── UnknownTool            no such tool, or the caller may not see it (both look the same)
     ├── OAuthError             a step of the gateway's OAuth client (discovery, registration, tokens) failed
+    ├── NotReady               the gateway is starting or stopping: try again shortly (HTTP 503)
+    ├── Conflict               the request does not apply to its target as configured (HTTP 409)
     ├── StoreError             a database operation failed            (store/errors.py: StoreUnavailable,
     │                                                                  RecordNotFound)
     ├── VaultError             the credential vault cannot do it      (vault/errors.py: MasterKeyError,
-    │                                                                  WrongMasterKey, CredentialUnreadable)
+    │                                                                  WrongMasterKey, CredentialUnreadable,
+    │                                                                  RotationFailed)
     └── UpstreamError          something went wrong talking to one upstream server
         ├── UpstreamUnavailable    not connected (failed to start, crashed, disconnected)
         ├── UpstreamTimeout        did not answer within its configured call timeout
@@ -66,6 +69,14 @@ class OAuthError(GatewayError):
         super().__init__(message)
         self.error = error
         self.transient = transient
+
+
+class NotReady(GatewayError):
+    """Raised when what was asked needs a part of the gateway that only exists while it runs (store, vault)."""
+
+
+class Conflict(GatewayError):
+    """Raised when the request names a real target that it does not apply to (e.g. consent for a non-OAuth upstream)."""
 
 
 class UpstreamError(GatewayError):

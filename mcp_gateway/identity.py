@@ -28,7 +28,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from pydantic import BaseModel, ConfigDict, Field
 
-from mcp_gateway.errors import AuthError
+from mcp_gateway.errors import AuthError, IdentityRequired
 
 logger = logging.getLogger(__name__)
 
@@ -262,3 +262,45 @@ def _narrowing(headers: Mapping[str, str]) -> dict[str, Any]:
 
 def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
+
+
+IDENTITY_HINT = (  # how an anonymous caller gets an identity: shown in tool errors
+    "send a Virtual Key (x-bf-vk), authenticate as a user, or set x-bf-mcp-session-id to any opaque string "
+    "you'll re-send on subsequent calls"
+)
+
+
+def owner_label(identity: Identity | None) -> str:
+    """How the form names the credential's owner: something the person recognises (never a secret)."""
+    if identity is None:
+        return ""
+    if identity.virtual_key is not None:
+        owner = f"the virtual key '{identity.virtual_key.name}'"
+        return owner + (f" of user {identity.user_id}" if identity.user_id else "")
+    if identity.mode is IdentityMode.USER and identity.user_id:
+        email = identity.claims.get("email")
+        return f"user {identity.user_id}" + (f" ({email})" if isinstance(email, str) else "")
+    if identity.mode is IdentityMode.SESSION:
+        return "the MCP session id (x-bf-mcp-session-id) your client sends"
+    return ""
+
+
+def identity_key(identity: Identity | None, upstream: str, what: str) -> str:
+    """The vault owner for this caller; anonymous callers have none and are told how to get one."""
+    if identity is None or identity.mode is IdentityMode.ANONYMOUS or not identity.subject:
+        raise IdentityRequired(upstream, f"per-user {what} for {upstream} requires an identity: {IDENTITY_HINT}")
+    return identity.key
+
+
+IDENTITY_SCOPE_KEY = "mcpgw.identity"
+"""Where a face's identity middleware leaves the caller's `Identity` in the ASGI scope's `state`."""
+
+
+def identity_in_scope(scope: Mapping[str, Any]) -> Identity | None:
+    """The caller the identity middleware resolved for this request; None if the request did not pass it.
+
+    Here rather than beside the middleware (`http/identify.py`) so that every face — the LLM
+    routes included, which must not import `mcp_gateway.http` — reads the caller the same way.
+    """
+    identity = scope.get("state", {}).get(IDENTITY_SCOPE_KEY)
+    return identity if isinstance(identity, Identity) else None

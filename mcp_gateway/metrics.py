@@ -6,19 +6,16 @@ counts are read from the gateway at scrape time, so there is no bookkeeping to g
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.requests import Request
-from starlette.responses import Response
 
 from mcp_gateway.audit import AuditEvent
 
 if TYPE_CHECKING:
-    from mcp_gateway.clients import ClientConnections
     from mcp_gateway.upstreams.manager import UpstreamManager
 
 UNKNOWN = "_unknown"
@@ -36,7 +33,7 @@ class Metrics:
     def __init__(
         self,
         manager: UpstreamManager,
-        clients: ClientConnections,
+        clients: Sized,
         *,
         gateway_tools: Iterable[str] = (),
         invalid_upstreams: Callable[[], Iterable[str]] = tuple,
@@ -95,17 +92,18 @@ class Metrics:
             counter = self._responses[key] = self.http_requests.labels(path, str(status))
         counter.inc()
 
-    async def endpoint(self, request: Request) -> Response:
-        """GET /metrics: the Prometheus text format."""
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+    content_type = CONTENT_TYPE_LATEST
+    """The media type of `exposition()`, for the face that serves it (`GET /metrics`)."""
+
+    def exposition(self) -> bytes:
+        """Every metric in the Prometheus text format."""
+        return generate_latest(self.registry)
 
 
 class _GatewayCollector(Collector):
     """Gauges read from the gateway at scrape time."""
 
-    def __init__(
-        self, manager: UpstreamManager, clients: ClientConnections, invalid: Callable[[], Iterable[str]]
-    ) -> None:
+    def __init__(self, manager: UpstreamManager, clients: Sized, invalid: Callable[[], Iterable[str]]) -> None:
         # Deferred: connection.py imports this module (for `upstream_span`).
         from mcp_gateway.upstreams.connection import UpstreamState
 

@@ -19,13 +19,23 @@ Attribution, most precise first:
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
+
+import mcp_types as types
+from mcp import MCPError
+from mcp.client.session import ClientRequestContext
+from mcp.shared.exceptions import NoBackChannelError
+from mcp_types import INVALID_REQUEST
 
 from mcp_gateway.channel import ClientChannel
 from mcp_gateway.identity import Identity
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(eq=False, slots=True)
@@ -83,3 +93,75 @@ class InFlight:
 
     def __len__(self) -> int:
         return len(self._callers)
+
+
+class RelayToCaller:
+    """The client side of one upstream session: what the upstream asks of "its client" goes to the caller.
+
+    Its methods are the `ClientSession` callbacks (sampling, elicitation, roots, log messages);
+    each finds the caller with `InFlight.attribute` and asks through the caller's `ClientChannel`,
+    or answers the upstream with an error it can show when there is no single caller or the
+    caller's client cannot take the request.
+    """
+
+    def __init__(self, upstream: str, in_flight: InFlight) -> None:
+        self.name = upstream
+        self._in_flight = in_flight
+
+    async def _ask(
+        self, request: types.ServerRequest, result_type: type[Any], capability: types.ClientCapabilities, what: str
+    ) -> Any:
+        caller = self._in_flight.attribute()
+        if caller is None:
+            return types.ErrorData(
+                code=INVALID_REQUEST,
+                message=f"mcpgw cannot relay {what}: no single client call to {self.name!r} is in progress",
+            )
+        if not caller.channel.supports(capability):
+            return types.ErrorData(
+                code=INVALID_REQUEST, message=f"the client connected to mcpgw does not support {what}"
+            )
+        try:
+            return await caller.channel.request(request, result_type)
+        except MCPError as exc:
+            return exc.error
+        except NoBackChannelError:
+            return types.ErrorData(code=INVALID_REQUEST, message=f"the client connection cannot receive {what}")
+
+    async def sampling(
+        self, context: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult | types.ErrorData:
+        result: types.CreateMessageResult | types.ErrorData = await self._ask(
+            types.CreateMessageRequest(params=params),
+            types.CreateMessageResult,
+            types.ClientCapabilities(sampling=types.SamplingCapability()),
+            "sampling",
+        )
+        return result
+
+    async def elicitation(
+        self, context: ClientRequestContext, params: types.ElicitRequestParams
+    ) -> types.ElicitResult | types.ErrorData:
+        result: types.ElicitResult | types.ErrorData = await self._ask(
+            types.ElicitRequest(params=params),
+            types.ElicitResult,
+            types.ClientCapabilities(elicitation=types.ElicitationCapability()),
+            "elicitation",
+        )
+        return result
+
+    async def list_roots(self, context: ClientRequestContext) -> types.ListRootsResult | types.ErrorData:
+        result: types.ListRootsResult | types.ErrorData = await self._ask(
+            types.ListRootsRequest(),
+            types.ListRootsResult,
+            types.ClientCapabilities(roots=types.RootsCapability()),
+            "roots/list",
+        )
+        return result
+
+    async def log(self, params: types.LoggingMessageNotificationParams) -> None:
+        caller = self._in_flight.attribute()
+        if caller is None:
+            logger.debug("upstream %s log (%s), no caller to relay to", self.name, params.level)
+            return
+        await caller.channel.notify(types.LoggingMessageNotification(params=params))

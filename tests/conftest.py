@@ -19,8 +19,8 @@ import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from mcp_gateway.app import Gateway, create_gateway
 from mcp_gateway.config import GatewayConfig
+from mcp_gateway.http.app import Gateway, create_gateway
 from tests.serving import free_port, serve_asgi
 
 ROOT = Path(__file__).resolve().parents[1]

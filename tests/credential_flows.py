@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import httpx2
 
-from mcp_gateway.web.forms import CSRF_FIELD, FIELD_PREFIX
+from mcp_gateway.http.web.forms import CSRF_FIELD, FIELD_PREFIX
 
 LINK = re.compile(r"(https?://\S+/forms/credentials/[A-Za-z0-9_-]+)")
 

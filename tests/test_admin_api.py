@@ -14,9 +14,9 @@ import mcp_types as types
 import pytest
 from mcp import MCPError
 
-from mcp_gateway.admin_api import DISABLED_DETAIL
-from mcp_gateway.app import create_gateway
 from mcp_gateway.config import GatewayConfig
+from mcp_gateway.http.api.app import DISABLED_DETAIL
+from mcp_gateway.http.app import create_gateway
 from mcp_gateway.store import StoreError
 from tests.conftest import (
     ADMIN_TOKEN,

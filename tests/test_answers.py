@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
-from mcp_gateway.answers import AnswerAsJson
-from mcp_gateway.guards import JSONRPC_METHOD_KEY
+from mcp_gateway.http.answers import AnswerAsJson
+from mcp_gateway.http.guards import JSONRPC_METHOD_KEY
 
 pytestmark = pytest.mark.anyio
 

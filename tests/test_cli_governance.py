@@ -308,7 +308,7 @@ def test_audit_tail_newest_events_oldest_first_with_filters(tmp_path: Path) -> N
 
 
 def test_outcome_choices_match_the_store() -> None:
-    from mcp_gateway.cli import AuditOutcomeChoice
+    from mcp_gateway.cli.audit import AuditOutcomeChoice
     from mcp_gateway.store import AuditOutcome
 
     assert get_args(AuditOutcomeChoice) == get_args(AuditOutcome)

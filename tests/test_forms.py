@@ -14,8 +14,8 @@ from markupsafe import escape
 from starlette.applications import Starlette
 
 from mcp_gateway.credentials.flows import FlowKind, FlowRegistry, PendingFlow
-from mcp_gateway.web.forms import CSRF_COOKIE, CSRF_FIELD, FIELD_PREFIX, MAX_FORM_BYTES, credential_form_routes
-from mcp_gateway.web.pages import SECURITY_HEADERS
+from mcp_gateway.http.web.forms import CSRF_COOKIE, CSRF_FIELD, FIELD_PREFIX, MAX_FORM_BYTES, credential_form_routes
+from mcp_gateway.http.web.pages import SECURITY_HEADERS
 
 pytestmark = pytest.mark.anyio
 
@@ -275,7 +275,7 @@ async def test_a_failing_save_is_a_generic_500_that_logs_no_values(
     flow = harness.start()
     await harness.open(flow)
     harness.fail_save = RuntimeError("INSERT ... VALUES ('hunter2-secret')")
-    with caplog.at_level(logging.DEBUG, logger="mcp_gateway.web.forms"):
+    with caplog.at_level(logging.DEBUG, logger="mcp_gateway.http.web.forms"):
         response = await harness.submit(flow, {"X-Api-Token": "hunter2-secret", "X-Org": "acme"})
     assert response.status_code == 500
     assert "could not be saved because of a server error" in response.text

@@ -17,7 +17,7 @@ from playwright.async_api import async_playwright
 from starlette.applications import Starlette
 
 from mcp_gateway.credentials.flows import FlowKind, FlowRegistry, PendingFlow
-from mcp_gateway.web.forms import credential_form_routes
+from mcp_gateway.http.web.forms import credential_form_routes
 from tests.conftest import ROOT
 from tests.serving import free_port, serve_asgi
 

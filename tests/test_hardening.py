@@ -17,8 +17,8 @@ import pytest
 from mcp import MCPError
 
 from mcp_gateway.config import DEFAULT_MAX_BODY_BYTES, GatewayConfig, LimitsSettings, ServerSettings
+from mcp_gateway.http.ratelimit import LIMIT_EXCEEDED, ConcurrentCalls, RequestRate
 from mcp_gateway.identity import hash_key
-from mcp_gateway.ratelimit import LIMIT_EXCEEDED, ConcurrentCalls, RequestRate
 from tests.conftest import LAB_SERVER, RunningGateway, lab, mcp_client, running_gateway, text_of, upstream_process
 
 pytestmark = pytest.mark.anyio

@@ -24,12 +24,8 @@ from mcp.server import Server, ServerRequestContext
 from mcp.shared.memory import create_client_server_memory_streams
 
 from mcp_gateway.config import StdioUpstream
-from mcp_gateway.upstreams.connection import (
-    HISTORY_LENGTH,
-    ListKind,
-    UpstreamConnection,
-    UpstreamState,
-)
+from mcp_gateway.upstreams.connection import HISTORY_LENGTH, UpstreamConnection, UpstreamState
+from mcp_gateway.upstreams.lists import ListKind
 from mcp_gateway.upstreams.transports import Streams
 from tests.conftest import ADMIN_TOKEN, lab, running_gateway
 

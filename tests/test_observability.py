@@ -34,12 +34,12 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from mcp_gateway.app import create_gateway
-from mcp_gateway.clients import ClientConnections
 from mcp_gateway.config import GatewayConfig
+from mcp_gateway.http.app import create_gateway
+from mcp_gateway.http.clients import ClientConnections
+from mcp_gateway.http.request_context import RequestContextMiddleware
 from mcp_gateway.logs import REDACTED, configure_logging, redact_text
 from mcp_gateway.metrics import Metrics
-from mcp_gateway.request_context import RequestContextMiddleware
 from mcp_gateway.upstreams.manager import UpstreamManager
 from tests.conftest import (
     LAB_SERVER,
@@ -185,7 +185,7 @@ async def test_serve_logs_json_lines_uvicorn_included(tmp_path: Path) -> None:
     lines = [line for line in log.read_text().splitlines() if line.startswith("{")]
     records = [json.loads(line) for line in lines]
     loggers = {record["logger"] for record in records}
-    assert {"uvicorn.error", "uvicorn.access", "mcp_gateway.app"} <= loggers, loggers
+    assert {"uvicorn.error", "uvicorn.access", "mcp_gateway.http.gateway"} <= loggers, loggers
     [access] = [record for record in records if record["logger"] == "uvicorn.access"]
     assert "token=[REDACTED]" in access["message"] and access["request_id"] == response.headers["x-request-id"]
     assert "s3cr3t" not in log.read_text()

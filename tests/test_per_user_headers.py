@@ -16,7 +16,7 @@ import pytest
 import structlog
 from mcp.client.session import ClientRequestContext
 
-from mcp_gateway.credentials.broker import IDENTITY_HINT
+from mcp_gateway.identity import IDENTITY_HINT
 from mcp_gateway.logs import configure_logging
 from tests.conftest import (
     ADMIN_TOKEN,

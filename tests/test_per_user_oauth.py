@@ -17,7 +17,7 @@ import httpx2
 import mcp_types as types
 import pytest
 
-from mcp_gateway.credentials.broker import IDENTITY_HINT
+from mcp_gateway.identity import IDENTITY_HINT
 from tests.conftest import ADMIN_TOKEN, RunningGateway, mcp_client, running_gateway, text_of, tool_names
 from tests.oauth.fixtures import OAuthStack, complete_consent, oauth_stack
 

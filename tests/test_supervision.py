@@ -19,8 +19,8 @@ import anyio.lowlevel
 import httpx2
 import pytest
 
-from mcp_gateway.app import create_gateway
 from mcp_gateway.config import GatewayConfig
+from mcp_gateway.http.app import create_gateway
 from mcp_gateway.supervisor import InjectedFault, Supervisor, TaskState
 from tests.conftest import (
     ADMIN_TOKEN,

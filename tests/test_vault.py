@@ -32,11 +32,14 @@ from mcp_gateway.vault import (
     WrongMasterKey,
     default_key_file,
     delete_credential,
+    finish_interrupted_rotation,
     list_credentials,
     open_vault,
     pending_key_file,
     rotate,
+    rotate_master_key,
 )
+from mcp_gateway.vault.keyfile import write_key_file
 
 pytestmark = pytest.mark.anyio
 
@@ -488,6 +491,50 @@ async def test_open_vault_at_start_up_and_after_an_interrupted_rotation(tmp_path
         got = await rotated.get("user:a", "github", "oauth")
         assert got is not None and got.secret == {"t": ALICE_SECRET}
         assert got.updated_at <= datetime.now(UTC) + timedelta(seconds=1)
+
+
+async def test_rotate_master_key_puts_the_new_key_in_place_or_finishes_an_interrupted_rotation(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'mcpgw.db'}"
+    key_file = tmp_path / "master.key"
+    async with await open_store(url) as store:
+        await (await open_vault(store, environ={})).put("user:a", "github", "oauth", {"t": ALICE_SECRET})
+
+        async def opens(key: MasterKey) -> bool:
+            got = await (await Vault.open(store, key)).get("user:a", "github", "oauth")
+            return got is not None and got.secret == {"t": ALICE_SECRET}
+
+        # Into the key file it was read from: staged, re-encrypted, moved into place.
+        done = await rotate_master_key(store, key_file, key_file, environ={})
+        assert (done.count, done.resumed, done.target) == (1, False, key_file)
+        assert "replaced the one in" in done.summary
+        assert not pending_key_file(key_file).exists() and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        current = MasterKey.from_environment({}, key_file, create=False)
+        assert await opens(current)
+
+        # Committed, then stopped before the rename: the next run only moves KEYFILE.new into place.
+        staged = MasterKey.generate()
+        write_key_file(pending_key_file(key_file), staged.encode())
+        await rotate(store, current, staged)
+        done = await rotate_master_key(store, key_file, key_file, environ={})
+        assert (done.count, done.resumed) == (0, True) and "interrupted" in done.summary
+        assert MasterKey.from_environment({}, key_file, create=False).encode() == staged.encode()
+        assert not await finish_interrupted_rotation(store, key_file)  # nothing left to finish
+
+        # To no file: the key is handed over before the database depends on it, and stored nowhere.
+        environ = {"MCPGW_MASTER_KEY": staged.encode()}
+        with pytest.raises(ValueError, match="reveal"):
+            await rotate_master_key(store, key_file, None, environ=environ)
+        revealed: list[str] = []
+        done = await rotate_master_key(store, key_file, None, reveal=revealed.append, environ=environ)
+        assert done.count == 1 and done.target is None and done.key_in_environment
+        assert len(revealed) == 1 and revealed[0] not in done.summary
+        assert await opens(MasterKey.decode(revealed[0], source="test"))
+        assert MasterKey.from_environment({}, key_file, create=False).encode() == staged.encode()  # untouched
+
+        with pytest.raises(WrongMasterKey):  # the file's key is stale now, and there is no KEYFILE.new
+            await rotate_master_key(store, key_file, key_file, environ={})
 
 
 async def test_writes_racing_a_rotation_are_re_encrypted_or_refused(store_url: str, master: MasterKey) -> None:

@@ -21,16 +21,11 @@ import httpx2
 from mcp_gateway.config import OAuthClientSettings, PerUserHeaders
 from mcp_gateway.credentials import oauth
 from mcp_gateway.credentials.flows import FlowKind, FlowRegistry, PendingFlow
-from mcp_gateway.errors import CredentialError, CredentialRequired, IdentityRequired
-from mcp_gateway.identity import Identity, IdentityMode
+from mcp_gateway.errors import CredentialError, CredentialRequired
 from mcp_gateway.vault import CredentialState, Vault
 
 logger = logging.getLogger(__name__)
 
-IDENTITY_HINT = (
-    "send a Virtual Key (x-bf-vk), authenticate as a user, or set x-bf-mcp-session-id to any opaque string "
-    "you'll re-send on subsequent calls"
-)
 HEADERS_KIND = "headers"
 OAUTH_KIND = "oauth"
 CLIENT_KIND = "oauth_client"
@@ -40,28 +35,6 @@ SHARED_PRINCIPAL = "shared"
 """Vault owner of a shared (`auth: oauth`) upstream's token."""
 CALLBACK_PATH = "/oauth/callback"
 FORM_PATH = "/forms/credentials/"
-
-
-def owner_label(identity: Identity | None) -> str:
-    """How the form names the credential's owner: something the person recognises (never a secret)."""
-    if identity is None:
-        return ""
-    if identity.virtual_key is not None:
-        owner = f"the virtual key '{identity.virtual_key.name}'"
-        return owner + (f" of user {identity.user_id}" if identity.user_id else "")
-    if identity.mode is IdentityMode.USER and identity.user_id:
-        email = identity.claims.get("email")
-        return f"user {identity.user_id}" + (f" ({email})" if isinstance(email, str) else "")
-    if identity.mode is IdentityMode.SESSION:
-        return "the MCP session id (x-bf-mcp-session-id) your client sends"
-    return ""
-
-
-def identity_key(identity: Identity | None, upstream: str, what: str) -> str:
-    """The vault owner for this caller; anonymous callers have none and are told how to get one."""
-    if identity is None or identity.mode is IdentityMode.ANONYMOUS or not identity.subject:
-        raise IdentityRequired(upstream, f"per-user {what} for {upstream} requires an identity: {IDENTITY_HINT}")
-    return identity.key
 
 
 class CredentialBroker:

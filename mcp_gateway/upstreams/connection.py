@@ -7,10 +7,17 @@ one dies, the SDK cancels everything inside the transport block, so a call made 
 it would be cancelled instead of failing cleanly. From outside, calls get a clean error while
 the owner notices, marks the upstream disconnected and reconnects with backoff.
 
-While connected, two sibling tasks of the owner watch the upstream: a health monitor (`ping`,
-or `tools/list` for servers configured `ping: false`, every `ping_interval`; after
-`max_ping_failures` failures in a row the session is dropped) and a periodic re-list of tools,
-prompts and resources every `sync_interval`, for servers that change them without notifying.
+While connected, two sibling tasks of the owner watch the upstream (`health.py`): a health
+monitor (`ping`, or `tools/list` for servers configured `ping: false`, every `ping_interval`;
+after `max_ping_failures` failures in a row the session is dropped) and a periodic re-list of
+tools, prompts and resources every `sync_interval`, for servers that change them without
+notifying. What the upstream asks of its client during a call (sampling, elicitation, roots,
+logs) is answered by the caller, through `relay.RelayToCaller`.
+
+Why this module is longer than most: lifecycle, state, lists and calls all read and write the
+one published session and its state together (a call that finds the session gone wakes the
+owner; the owner drops lists when it leaves `connected`); split apart, each would reach into
+the others' private state.
 
 State machine (each change is kept in `history` and rebuilds the catalog, so clients hear
 `list_changed` whenever what they see changes)::
@@ -39,21 +46,22 @@ import anyio.abc
 import httpx2
 import mcp_types as types
 from mcp import ClientSession, MCPError
-from mcp.client.session import ClientRequestContext
 from mcp.shared.dispatcher import ProgressFnT
-from mcp.shared.exceptions import NoBackChannelError
 from mcp.shared.message import SessionMessage
-from mcp_types import CONNECTION_CLOSED, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, REQUEST_TIMEOUT
+from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 from pydantic import TypeAdapter, ValidationError
 
 from mcp_gateway import __version__
 from mcp_gateway.config import HttpUpstream, SseUpstream, StdioUpstream
 from mcp_gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from mcp_gateway.relay import Caller, InFlight
+from mcp_gateway.relay import Caller, InFlight, RelayToCaller
 from mcp_gateway.supervisor import Supervisor
 from mcp_gateway.tracing import upstream_span
 from mcp_gateway.upstreams.direct import DirectHttp, NotDirect
-from mcp_gateway.upstreams.streams import MergedInbound, ReceiveStreamBase
+from mcp_gateway.upstreams.failures import describe, session_gone
+from mcp_gateway.upstreams.health import SESSION_GONE, sync_lists, watch_health
+from mcp_gateway.upstreams.lists import ListKind, fetch_all
+from mcp_gateway.upstreams.streams import MergedInbound, WatchedStream
 from mcp_gateway.upstreams.transports import Streams, open_transport
 
 logger = logging.getLogger(__name__)
@@ -61,7 +69,6 @@ logger = logging.getLogger(__name__)
 _RAW_RESULT: TypeAdapter[dict[str, Any]] = TypeAdapter(dict[str, Any])
 """Results are relayed as the upstream sent them: no model round trip, nothing dropped."""
 
-_MAX_LIST_PAGES = 1000
 _CANCEL_SECONDS = 2.0
 """Bound on sending the courtesy cancel of an abandoned direct call."""
 HISTORY_LENGTH = 50
@@ -100,12 +107,6 @@ class StateChange(NamedTuple):
     at: datetime  # UTC
     state: UpstreamState
     reason: str
-
-
-class ListKind(enum.Enum):
-    TOOLS = "tools"
-    PROMPTS = "prompts"
-    RESOURCES = "resources"
 
 
 ChangeCallback = Callable[["UpstreamConnection", frozenset[ListKind]], Awaitable[None]]
@@ -151,6 +152,7 @@ class UpstreamConnection:
         self.server_info: types.Implementation | None = None
         self.protocol_version: str | None = None
         self.in_flight = InFlight()
+        self._relay = RelayToCaller(name, self.in_flight)
         self._on_change = on_change
         self._on_resource_updated = on_resource_updated
         self._open_transport = open_transport
@@ -204,7 +206,7 @@ class UpstreamConnection:
             try:
                 was_connected = await self._connect_and_serve()
             except Exception as exc:  # the owner task must survive anything an upstream does
-                self.last_error = _describe(exc)
+                self.last_error = describe(exc)
                 logger.warning("upstream %s: %s", self.name, self.last_error)
             finally:
                 self._session = None
@@ -246,6 +248,15 @@ class UpstreamConnection:
         self._wake.set()
         self._reconnect_now.set()
 
+    def drop(self, reason: str) -> None:
+        """End the current session (it is unusable) and reconnect; `reason` is what operators are told."""
+        self._drop_reason = reason
+        self._wake.set()
+
+    def checkpoint(self, task: str) -> None:
+        """The supervisor's fault-injection hook (see `Supervisor.checkpoint`), for the watchers."""
+        self._supervisor.checkpoint(task)
+
     def needs_reauth(self, reason: str) -> None:
         """Drop the session and wait for `reconnect()`: the credentials need a person (see `NEEDS_REAUTH`)."""
         self._reauth_reason = reason
@@ -259,7 +270,7 @@ class UpstreamConnection:
             # Transports connect lazily (or bound their own connect time), so the deadline covers
             # the first exchange; a cancel scope cannot wrap contexts that stay entered after it.
             read, write, *extra = await stack.enter_async_context(self._open_transport(self.config))
-            inbound: _WatchedStream | MergedInbound = _WatchedStream(read, self._wake)
+            inbound: WatchedStream | MergedInbound = WatchedStream(read, self._wake)
             direct = extra[0] if extra and isinstance(extra[0], DirectHttp) else None
             if direct is not None:
                 inbound = MergedInbound(read, self._wake)
@@ -270,10 +281,10 @@ class UpstreamConnection:
                 ClientSession(
                     inbound,
                     write,
-                    sampling_callback=self._relay_sampling,
-                    elicitation_callback=self._relay_elicitation,
-                    list_roots_callback=self._relay_list_roots,
-                    logging_callback=self._relay_log,
+                    sampling_callback=self._relay.sampling,
+                    elicitation_callback=self._relay.elicitation,
+                    list_roots_callback=self._relay.list_roots,
+                    logging_callback=self._relay.log,
                     message_handler=self._on_message,
                     client_info=types.Implementation(name="mcpgw", version=__version__),
                 )
@@ -298,8 +309,8 @@ class UpstreamConnection:
             await self._enter(UpstreamState.CONNECTED, f"{len(self.tools)} tools, protocol {self.protocol_version}")
             self.first_attempt_done.set()
             async with anyio.create_task_group() as watchers:
-                self._supervisor.spawn(watchers, f"health:{self.name}", functools.partial(self._watch_health, session))
-                self._supervisor.spawn(watchers, f"sync:{self.name}", self._sync_lists)
+                self._supervisor.spawn(watchers, f"health:{self.name}", functools.partial(watch_health, self, session))
+                self._supervisor.spawn(watchers, f"sync:{self.name}", functools.partial(sync_lists, self))
                 await self._wake.wait()
                 # Say so before anything is torn down: closing an unresponsive session can take
                 # a while (a health probe's courtesy cancel, the HTTP DELETE), and clients
@@ -356,95 +367,19 @@ class UpstreamConnection:
         self._set_list(ListKind.PROMPTS, prompts=[])
         self._set_list(ListKind.RESOURCES, resources=[], resource_templates=[])
 
-    # --- health and sync ----------------------------------------------------------------------
-
-    async def _watch_health(self, session: ClientSession) -> None:
-        """Probe every `ping_interval`; after `max_ping_failures` failures in a row, drop the session."""
-        failures = 0
-        async with anyio.create_task_group() as probes:
-            while True:
-                await anyio.sleep(self.config.ping_interval)
-                self._supervisor.checkpoint(f"health:{self.name}")
-                problem = await self._check(session, probes)
-                if problem is None:
-                    failures = 0
-                    continue
-                failures += 1
-                limit = self.config.max_ping_failures
-                logger.warning("upstream %s: health check failed (%d/%d): %s", self.name, failures, limit, problem)
-                if failures >= limit:
-                    self._drop_reason = f"{failures} health checks failed in a row (last: {problem})"
-                    self._wake.set()
-                    return
-
-    async def _check(self, session: ClientSession, probes: anyio.abc.TaskGroup) -> str | None:
-        """One health check: None when the upstream answered in time, else what went wrong.
-
-        The probe runs in its own task: when it times out the SDK sends a courtesy cancel, which
-        can itself wait on a wedged transport, and the monitor must keep its own pace.
-        """
-        timeout = self.config.ping_timeout
-        what = "ping" if self.config.ping else "tools/list"
-        outcome: list[str | None] = []
-        done = anyio.Event()
-
-        async def probe() -> None:
-            try:
-                with anyio.fail_after(timeout):
-                    outcome.append(await self._probe(session))
-            except TimeoutError:
-                pass
-            finally:
-                done.set()
-
-        probes.start_soon(probe)
-        with anyio.move_on_after(timeout):
-            await done.wait()
-        return outcome[0] if outcome else f"no answer to {what} within {timeout:g}s"
-
-    async def _probe(self, session: ClientSession) -> str | None:
-        try:
-            if self.config.ping:
-                await session.send_ping()
-            else:
-                await session.list_tools()
-        except MCPError as exc:
-            if exc.error.code == METHOD_NOT_FOUND:
-                return None  # an answer all the same: the server is alive, it just lacks the method
-            if _session_gone(exc):
-                self._drop_reason = "the upstream no longer knows our session (it restarted?)"
-                self._wake.set()  # no point in asking again: only a new session helps
-            return f"{'ping' if self.config.ping else 'tools/list'} failed: {exc.error.message}"
-        except ValidationError:
-            return "malformed answer to a health check"
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream):
-            return "the connection is closed"
-        return None
-
-    async def _sync_lists(self) -> None:
-        """Re-list everything every `sync_interval`; catches servers that change lists silently."""
-        while (interval := self.config.sync_interval) > 0:
-            await anyio.sleep(interval)
-            self._supervisor.checkpoint(f"sync:{self.name}")
-            with anyio.move_on_after(self.config.timeout) as scope:
-                await self.refresh(frozenset(ListKind))
-            if scope.cancelled_caught:
-                logger.warning("upstream %s: periodic re-list timed out after %gs", self.name, self.config.timeout)
-        await anyio.sleep_forever()
-
     # --- lists --------------------------------------------------------------------------------
 
     async def _refresh(self, session: ClientSession, kinds: frozenset[ListKind]) -> None:
         caps = self.capabilities or types.ServerCapabilities()
         if ListKind.TOOLS in kinds and caps.tools is not None:
-            self._set_list(ListKind.TOOLS, tools=await _fetch_all(session.list_tools, "tools"))
+            self._set_list(ListKind.TOOLS, tools=await fetch_all(session.list_tools, "tools"))
         if ListKind.PROMPTS in kinds and caps.prompts is not None:
-            self._set_list(ListKind.PROMPTS, prompts=await _fetch_all(session.list_prompts, "prompts"))
+            self._set_list(ListKind.PROMPTS, prompts=await fetch_all(session.list_prompts, "prompts"))
         if ListKind.RESOURCES in kinds and caps.resources is not None:
             self._set_list(
                 ListKind.RESOURCES,
-                resources=await _fetch_all(session.list_resources, "resources"),
-                resource_templates=await _fetch_all(session.list_resource_templates, "resource_templates"),
+                resources=await fetch_all(session.list_resources, "resources"),
+                resource_templates=await fetch_all(session.list_resource_templates, "resource_templates"),
             )
 
     def _set_list(self, kind: ListKind, **lists: list[Any]) -> None:
@@ -461,7 +396,7 @@ class UpstreamConnection:
         try:
             await self._refresh(session, kinds)
         except (MCPError, UpstreamError, ValidationError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-            why = _describe(exc)
+            why = describe(exc)
             logger.warning("upstream %s: could not refresh %s: %s", self.name, sorted(k.value for k in kinds), why)
             return
         if self._session is not session:
@@ -519,10 +454,9 @@ class UpstreamConnection:
                         self.name,
                         f"upstream {self.name!r} did not answer {request.method} within {self.config.timeout:g}s",
                     ) from None
-                if _session_gone(exc):
+                if session_gone(exc):
                     # Rejected before it ran: safe for a replica to take it while we reconnect.
-                    self._drop_reason = "the upstream no longer knows our session (it restarted?)"
-                    self._wake.set()
+                    self.drop(SESSION_GONE)
                     raise UpstreamUnavailable(
                         self.name, f"upstream {self.name!r} lost its session; reconnecting, try again"
                     ) from None
@@ -554,7 +488,7 @@ class UpstreamConnection:
                 except ValidationError:
                     logger.debug("upstream %s: malformed log message dropped", self.name)
                     return
-                await self._relay_log(params)
+                await self._relay.log(params)
             else:
                 await inbound.deliver(SessionMessage(message))
 
@@ -569,8 +503,7 @@ class UpstreamConnection:
             raise
         except httpx2.TransportError as exc:
             # As with the SDK transport, a failed exchange ends the session: reconnect.
-            self._drop_reason = f"HTTP connection failed: {_describe(exc)}"
-            self._wake.set()
+            self.drop(f"HTTP connection failed: {describe(exc)}")
             if isinstance(exc, httpx2.ConnectError):
                 raise UpstreamUnavailable(
                     self.name, f"upstream {self.name!r} did not answer {request.method}: the connection closed"
@@ -597,7 +530,7 @@ class UpstreamConnection:
 
     async def _on_message(self, message: types.ServerNotification | Exception) -> None:
         if isinstance(message, Exception):
-            logger.warning("upstream %s: transport error: %s", self.name, _describe(message))
+            logger.warning("upstream %s: transport error: %s", self.name, describe(message))
             return
         match message:
             case types.ToolListChangedNotification():
@@ -610,64 +543,6 @@ class UpstreamConnection:
                 await self._on_resource_updated(self, str(params.uri))
             case _:
                 pass
-
-    async def _relay_request(
-        self, request: types.ServerRequest, result_type: type[Any], capability: types.ClientCapabilities, what: str
-    ) -> Any:
-        caller = self.in_flight.attribute()
-        if caller is None:
-            return types.ErrorData(
-                code=INVALID_REQUEST,
-                message=f"mcpgw cannot relay {what}: no single client call to {self.name!r} is in progress",
-            )
-        if not caller.channel.supports(capability):
-            return types.ErrorData(
-                code=INVALID_REQUEST, message=f"the client connected to mcpgw does not support {what}"
-            )
-        try:
-            return await caller.channel.request(request, result_type)
-        except MCPError as exc:
-            return exc.error
-        except NoBackChannelError:
-            return types.ErrorData(code=INVALID_REQUEST, message=f"the client connection cannot receive {what}")
-
-    async def _relay_sampling(
-        self, context: ClientRequestContext, params: types.CreateMessageRequestParams
-    ) -> types.CreateMessageResult | types.ErrorData:
-        result: types.CreateMessageResult | types.ErrorData = await self._relay_request(
-            types.CreateMessageRequest(params=params),
-            types.CreateMessageResult,
-            types.ClientCapabilities(sampling=types.SamplingCapability()),
-            "sampling",
-        )
-        return result
-
-    async def _relay_elicitation(
-        self, context: ClientRequestContext, params: types.ElicitRequestParams
-    ) -> types.ElicitResult | types.ErrorData:
-        result: types.ElicitResult | types.ErrorData = await self._relay_request(
-            types.ElicitRequest(params=params),
-            types.ElicitResult,
-            types.ClientCapabilities(elicitation=types.ElicitationCapability()),
-            "elicitation",
-        )
-        return result
-
-    async def _relay_list_roots(self, context: ClientRequestContext) -> types.ListRootsResult | types.ErrorData:
-        result: types.ListRootsResult | types.ErrorData = await self._relay_request(
-            types.ListRootsRequest(),
-            types.ListRootsResult,
-            types.ClientCapabilities(roots=types.RootsCapability()),
-            "roots/list",
-        )
-        return result
-
-    async def _relay_log(self, params: types.LoggingMessageNotificationParams) -> None:
-        caller = self.in_flight.attribute()
-        if caller is None:
-            logger.debug("upstream %s log (%s), no caller to relay to", self.name, params.level)
-            return
-        await caller.channel.notify(types.LoggingMessageNotification(params=params))
 
     def summary(self) -> Mapping[str, Any]:
         """What /readyz, the admin API and `mcpgw upstream list` show; `history` is oldest first."""
@@ -685,80 +560,3 @@ class UpstreamConnection:
                 for change in self.history
             ],
         }
-
-
-class _WatchedStream(ReceiveStreamBase):
-    """Wraps the transport's read stream to notice the end of the connection (e.g. a stdio child exiting)."""
-
-    def __init__(self, inner: Any, on_end: anyio.Event) -> None:
-        self._inner = inner
-        self._on_end = on_end
-
-    @property
-    def last_context(self) -> Any:
-        # The SDK reads this to run handlers in the sender's context (exact caller attribution).
-        return getattr(self._inner, "last_context", None)
-
-    async def receive(self) -> Any:
-        try:
-            return await self._inner.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._on_end.set()
-            raise
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-async def _fetch_all(list_method: Callable[..., Awaitable[Any]], attribute: str) -> list[Any]:
-    """Walk every page of a paginated list: the gateway always holds the complete list."""
-    items: list[Any] = []
-    cursor: str | None = None
-    for _ in range(_MAX_LIST_PAGES):
-        params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
-        try:
-            page = await list_method(params=params)
-        except MCPError as exc:
-            if exc.error.code == METHOD_NOT_FOUND:
-                # Servers often advertise `resources` without implementing templates/list.
-                return items
-            raise
-        items.extend(getattr(page, attribute))
-        cursor = page.next_cursor
-        if not cursor:
-            return items
-    raise UpstreamError("?", f"more than {_MAX_LIST_PAGES} pages in {attribute} list")
-
-
-_SESSION_GONE = frozenset({"session not found", "session terminated"})
-_SESSION_GONE_CODES = frozenset({INVALID_REQUEST, -32001})  # -32001: the TypeScript SDK's servers
-
-
-def _session_gone(exc: MCPError) -> bool:
-    """HTTP 404 for our session id: the server forgot the session (it restarted, or reaped it).
-
-    SDK servers answer with a JSON-RPC error "Session not found"; for a bare 404 the client SDK
-    makes up "Session terminated".
-    """
-    return exc.error.code in _SESSION_GONE_CODES and exc.error.message.strip().lower() in _SESSION_GONE
-
-
-def _describe(exc: BaseException) -> str:
-    """A one-line, human message for an exception (unwrapping exception groups)."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    if isinstance(exc, TimeoutError):
-        return "timed out while connecting"
-    if isinstance(exc, FileNotFoundError):
-        return f"command not found: {exc.filename or exc}"
-    text = (str(exc) or type(exc).__name__).splitlines()[0]
-    if isinstance(exc, httpx2.TransportError):
-        return f"HTTP connection failed: {text}" + (f" ({type(exc).__name__})" if text != type(exc).__name__ else "")
-    if isinstance(exc, MCPError):
-        if exc.error.code == PARSE_ERROR:
-            return "upstream error: its answer is not JSON-RPC (not an MCP endpoint?)"
-        return f"upstream error: {text}"
-    return f"{type(exc).__name__}: {text}"

@@ -32,6 +32,9 @@ connection pool with the headers the client would have sent: another ~0.6 ms CPU
 the benchmark's gateway (`_raw_request`). Answers with a content encoding, cookies or a charset
 other than UTF-8 are still read through an `httpx2.Response`; once the upstream has set a
 cookie, calls go through the client again.
+
+The SDK and httpx2 internals this takes are reached only through `_sdk_client.py` and
+`_httpx2.py`; without them (an upgrade removed one) the direct path, or its pool shortcut, is off.
 """
 
 from __future__ import annotations
@@ -63,20 +66,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from opentelemetry import propagate
 from pydantic import ValidationError
 
-try:  # httpx2's own SSE parser and error mapping, for the POST made on the client's connection pool
-    from httpx2._sse import _SSEParser
-    from httpx2._transports.default import map_httpcore_exceptions
-except ImportError:  # pragma: no cover - a future httpx2 moved them: the POST goes through the client
-    _raw_helpers = False
-else:
-    _raw_helpers = True
-
-try:  # how the SDK shapes a result for the negotiated version; without them, no direct path
-    from mcp.client.session import _clamp_inbound_ttl, _later_revision_fields
-except ImportError:  # pragma: no cover - a future SDK moved them
-    _shape_helpers = False
-else:
-    _shape_helpers = True
+from mcp_gateway.upstreams import _httpx2, _sdk_client
 
 SESSION_ID_HEADER = "mcp-session-id"
 PROTOCOL_VERSION_HEADER = "mcp-protocol-version"
@@ -103,8 +93,8 @@ class DirectHttp:
         self._client = client
         self._url = url
         self._ids = itertools.count(1)
-        self._usable = _shape_helpers
-        self._pool = pool if _raw_helpers else None
+        self._usable = _sdk_client.AVAILABLE
+        self._pool = pool if _httpx2.AVAILABLE else None
         parsed = httpx2.URL(url)
         self._target = httpcore2.URL(
             scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path
@@ -186,7 +176,7 @@ class DirectHttp:
             content=body,
             extensions={"timeout": self._client.timeout.as_dict()},
         )
-        with map_httpcore_exceptions():
+        with _httpx2.map_httpcore_exceptions():
             response = await self._pool.handle_async_request(request)
         body_stream = _Body(response.stream)
         content_type = ""
@@ -301,7 +291,7 @@ class _Body:
     async def drain(self) -> None:
         """What `transports._DrainOnClose` does: the rest of a body being read, briefly."""
         if self._chunks is not None:
-            with anyio.move_on_after(_DRAIN_SECONDS), map_httpcore_exceptions():
+            with anyio.move_on_after(_DRAIN_SECONDS), _httpx2.map_httpcore_exceptions():
                 async for _ in self._chunks:
                     pass
 
@@ -310,7 +300,7 @@ class _Body:
 
 
 async def _read_all(body: _Body) -> bytes:
-    with map_httpcore_exceptions():
+    with _httpx2.map_httpcore_exceptions():
         return b"".join([chunk async for chunk in body.chunks()])
 
 
@@ -320,9 +310,9 @@ async def _raw_events(body: _Body, content_type: str) -> AsyncGenerator[ServerSe
     media_type = content_type.partition(";")[0].strip().lower()
     if media_type != "text/event-stream":
         raise httpx2.SSEError(f"Expected response with content type 'text/event-stream', got {media_type!r}.")
-    parser = _SSEParser(_MAX_EVENT_BYTES)
+    parser = _httpx2.sse_parser(_MAX_EVENT_BYTES)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    with map_httpcore_exceptions():
+    with _httpx2.map_httpcore_exceptions():
         async for chunk in body.chunks():
             text = decoder.decode(chunk)
             if text:
@@ -343,7 +333,7 @@ class _PoolStream(httpx2.AsyncByteStream):
         self._body = body
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        with map_httpcore_exceptions():
+        with _httpx2.map_httpcore_exceptions():
             async for chunk in self._body.chunks():
                 yield chunk
 
@@ -378,10 +368,10 @@ def _error_of(body: bytes | Mapping[str, Any]) -> ErrorData | None:
 
 def _shaped(method: str, version: str, raw: dict[str, Any]) -> dict[str, Any]:
     """What `ClientSession.send_request` does to a raw result before its caller sees it."""
-    _clamp_inbound_ttl(raw)
+    _sdk_client.clamp_inbound_ttl(raw)
     with contextlib.suppress(KeyError):  # a method the surface does not list: nothing to check
         _methods.validate_server_result(method, version, raw)
-    foreign = _later_revision_fields(method, version)
+    foreign = _sdk_client.later_revision_fields(method, version)
     if not foreign.isdisjoint(raw):
         raw = {key: value for key, value in raw.items() if key not in foreign}
     return raw

@@ -14,13 +14,8 @@ from mcp_gateway.config import GatewayConfig, SharedOAuth, StdioUpstream, Upstre
 from mcp_gateway.credentials.broker import SHARED_PRINCIPAL
 from mcp_gateway.errors import UpstreamUnavailable
 from mcp_gateway.supervisor import Supervisor
-from mcp_gateway.upstreams.connection import (
-    LIVE_SETTINGS,
-    ListKind,
-    TransportOpener,
-    UpstreamConnection,
-    UpstreamState,
-)
+from mcp_gateway.upstreams.connection import LIVE_SETTINGS, TransportOpener, UpstreamConnection, UpstreamState
+from mcp_gateway.upstreams.lists import ListKind
 from mcp_gateway.upstreams.per_user import PerUserUpstream
 from mcp_gateway.upstreams.shared_oauth import SharedOAuthUpstream
 from mcp_gateway.upstreams.transports import open_transport

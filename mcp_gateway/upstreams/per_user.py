@@ -27,23 +27,13 @@ from mcp.shared.dispatcher import ProgressFnT
 
 from mcp_gateway.config import HttpUpstream, OAuthClientSettings, PerUserHeaders, SseUpstream, StdioUpstream
 from mcp_gateway.credentials import oauth
-from mcp_gateway.credentials.broker import (
-    HEADERS_KIND,
-    OAUTH_KIND,
-    CredentialBroker,
-    identity_key,
-    owner_label,
-)
+from mcp_gateway.credentials.broker import HEADERS_KIND, OAUTH_KIND, CredentialBroker
 from mcp_gateway.errors import CredentialError, UpstreamUnavailable
+from mcp_gateway.identity import identity_key, owner_label
 from mcp_gateway.relay import Caller
 from mcp_gateway.supervisor import Supervisor
-from mcp_gateway.upstreams.connection import (
-    ChangeCallback,
-    ListKind,
-    ResourceUpdatedCallback,
-    UpstreamConnection,
-    UpstreamState,
-)
+from mcp_gateway.upstreams.connection import ChangeCallback, ResourceUpdatedCallback, UpstreamConnection, UpstreamState
+from mcp_gateway.upstreams.lists import ListKind
 from mcp_gateway.upstreams.transports import Streams, open_transport
 
 logger = logging.getLogger(__name__)

@@ -2,7 +2,8 @@
 
 `ClientSession` iterates its read stream and enters/closes it; a wrapper only has to say how to
 `receive` and how to `aclose`, and `ReceiveStreamBase` adds the rest of the protocol once.
-`MergedInbound` lets direct calls (`direct.py`) feed the session beside the transport.
+`MergedInbound` lets direct calls (`direct.py`) feed the session beside the transport;
+`WatchedStream` notices the end of the connection (e.g. a stdio child exiting).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any, Self
 
 import anyio
 from mcp.shared.message import SessionMessage
+
+from mcp_gateway.upstreams import _sdk_client
 
 
 class ReceiveStreamBase:
@@ -41,9 +44,9 @@ class MergedInbound(ReceiveStreamBase):
     """The SDK session's read stream: the transport's messages plus those direct calls `deliver`.
 
     Each message comes with the context of the task that sent it, as the SDK's own streams do
-    (`last_context`): handlers then run in the calling task's context, so `CURRENT_CALLER`
-    attributes relayed messages exactly. `pump` (a task of the connection's owner) moves the
-    transport's messages across; `on_end` is set when the transport's stream ends.
+    (`last_context`, see `_sdk_client`): handlers then run in the calling task's context, so
+    `CURRENT_CALLER` attributes relayed messages exactly. `pump` (a task of the connection's
+    owner) moves the transport's messages across; `on_end` is set when the transport's stream ends.
     """
 
     def __init__(self, inner: Any, on_end: anyio.Event) -> None:
@@ -59,7 +62,7 @@ class MergedInbound(ReceiveStreamBase):
                     item = await self._inner.receive()
                 except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
                     return
-                await self._send.send((getattr(self._inner, "last_context", None), item))
+                await self._send.send((_sdk_client.sender_context(self._inner), item))
 
     async def deliver(self, message: SessionMessage) -> None:
         await self._send.send((contextvars.copy_context(), message))
@@ -79,4 +82,30 @@ class MergedInbound(ReceiveStreamBase):
 
     def close(self) -> None:
         self._receive.close()
+        self._inner.close()
+
+
+class WatchedStream(ReceiveStreamBase):
+    """Wraps the transport's read stream to notice the end of the connection (e.g. a stdio child exiting)."""
+
+    def __init__(self, inner: Any, on_end: anyio.Event) -> None:
+        self._inner = inner
+        self._on_end = on_end
+
+    @property
+    def last_context(self) -> contextvars.Context | None:
+        # The SDK reads this to run handlers in the sender's context (exact caller attribution).
+        return _sdk_client.sender_context(self._inner)
+
+    async def receive(self) -> Any:
+        try:
+            return await self._inner.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._on_end.set()
+            raise
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def close(self) -> None:
         self._inner.close()

@@ -22,6 +22,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from mcp_gateway.config import HttpUpstream, SseUpstream, StdioUpstream
 from mcp_gateway.tracing import inject_trace_headers
+from mcp_gateway.upstreams import _httpx2
 from mcp_gateway.upstreams.direct import DirectHttp
 
 # A server may hold a response stream open while a long tool runs, and the standalone GET
@@ -86,13 +87,9 @@ def _plain_pool(
     inner = transport.inner
     if auth is not None or not isinstance(inner, httpx2.AsyncHTTPTransport):
         return None
-    try:
-        if client._transport_for_url(httpx2.URL(url)) is not transport:  # e.g. a proxy from the environment
-            return None
-    except AttributeError:  # pragma: no cover - a future httpx2
+    if _httpx2.transport_for_url(client, url) is not transport:  # e.g. a proxy from the environment
         return None
-    pool = getattr(inner, "_pool", None)
-    return pool if isinstance(pool, httpcore2.AsyncConnectionPool) else None
+    return _httpx2.connection_pool(inner)
 
 
 @asynccontextmanager

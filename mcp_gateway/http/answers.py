@@ -30,7 +30,7 @@ import re
 import pydantic_core
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mcp_gateway.guards import JSONRPC_METHOD_KEY
+from mcp_gateway.http.guards import JSONRPC_METHOD_KEY
 
 _SSE = b"text/event-stream"
 # Headers that describe the event stream, not the answer; the JSON answer gets its own length.

@@ -18,8 +18,8 @@ from mcp_gateway.config import PerUserHeaders, StdioUpstream, UpstreamConfig
 from mcp_gateway.credentials.broker import CALLBACK_PATH, CredentialBroker
 from mcp_gateway.credentials.flows import FlowKind, FlowRegistry, PendingFlow
 from mcp_gateway.errors import OAuthError
-from mcp_gateway.web.forms import credential_form_routes
-from mcp_gateway.web.pages import result_page
+from mcp_gateway.http.web.forms import credential_form_routes
+from mcp_gateway.http.web.pages import result_page
 
 logger = logging.getLogger(__name__)
 

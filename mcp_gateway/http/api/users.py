@@ -10,16 +10,17 @@ again restores both. Like every admin change, it is written to the store and app
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field, model_validator
 
-from mcp_gateway.admin_fields import Body, McpConfigsField
-from mcp_gateway.store import Store, UserRecord
+from mcp_gateway.http.api.errors import NOT_FOUND
+from mcp_gateway.http.api.fields import Body, McpConfigsField
+from mcp_gateway.store import UserRecord
 
 if TYPE_CHECKING:
-    from mcp_gateway.app import Gateway
+    from mcp_gateway.http.gateway import Gateway
 
 
 class UserOut(BaseModel):
@@ -57,25 +58,23 @@ def user_out(record: UserRecord) -> UserOut:
     )
 
 
-def admin_user_routes(gateway: Gateway, router: APIRouter, not_found: dict[int | str, dict[str, Any]]) -> None:
-    def store() -> Store:
-        if gateway.store is None:
-            raise HTTPException(503, "the gateway is starting or stopping; try again")
-        return gateway.store
+def user_routes(gateway: Gateway, router: APIRouter) -> None:
+    """Adds the user endpoints to `router` (which carries the admin-token check)."""
+    store = gateway.running_store
 
     @router.get("/users", tags=["users"])
     async def list_users() -> list[UserOut]:
         """Every known user, oldest first."""
         return [user_out(record) for record in await store().list_users()]
 
-    @router.get("/users/{id}", tags=["users"], responses=not_found)
+    @router.get("/users/{id}", tags=["users"], responses=NOT_FOUND)
     async def get_user(id: str) -> UserOut:
         record = await store().get_user(id)
         if record is None:
             raise HTTPException(404, f"no user with id {id!r}")
         return user_out(record)
 
-    @router.put("/users/{id}", tags=["users"], responses=not_found)
+    @router.put("/users/{id}", tags=["users"], responses=NOT_FOUND)
     async def update_user(id: str, body: UserUpdate) -> UserOut:
         """Grant tools (replacing the grants; creates a user not seen yet) and/or disable or enable the user.
 

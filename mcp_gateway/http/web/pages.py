@@ -25,7 +25,7 @@ SECURITY_HEADERS: dict[str, str] = {
 }
 
 _environment = jinja2.Environment(
-    loader=jinja2.PackageLoader("mcp_gateway.web", "templates"),
+    loader=jinja2.PackageLoader("mcp_gateway.http.web", "templates"),
     # True rather than select_autoescape(): escaping must not depend on a template's file extension.
     autoescape=True,
     # A misspelt variable fails loudly in tests instead of rendering as an empty string.

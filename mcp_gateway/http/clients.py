@@ -21,9 +21,9 @@ from mcp.server.session import ServerSession
 from mcp.shared.exceptions import NoBackChannelError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from mcp_gateway.http.sdk_server import connection_of
 from mcp_gateway.identity import Identity, IdentityMode
-from mcp_gateway.sdk_server import connection_of
-from mcp_gateway.upstreams.connection import ListKind
+from mcp_gateway.upstreams.lists import ListKind
 
 logger = logging.getLogger(__name__)
 

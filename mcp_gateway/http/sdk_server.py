@@ -24,7 +24,7 @@ def connection_of(session: ServerSession) -> Connection:
     """The per-client connection behind a request-scoped session."""
     connection = getattr(session, "_connection", None)
     if not isinstance(connection, Connection):
-        raise SdkInternalsChanged("ServerSession._connection is gone: update mcp_gateway/sdk_server.py")
+        raise SdkInternalsChanged("ServerSession._connection is gone: update mcp_gateway/http/sdk_server.py")
     return connection
 
 
@@ -32,7 +32,8 @@ def _instances(sessions: StreamableHTTPSessionManager) -> dict[str, Any]:
     instances = getattr(sessions, "_server_instances", None)
     if not isinstance(instances, dict) or not hasattr(sessions, "_discard_session"):
         raise SdkInternalsChanged(
-            "StreamableHTTPSessionManager._server_instances/_discard_session are gone: update mcp_gateway/sdk_server.py"
+            "StreamableHTTPSessionManager._server_instances/_discard_session are gone: "
+            "update mcp_gateway/http/sdk_server.py"
         )
     return instances
 
@@ -53,5 +54,7 @@ def open_sessions(sessions: StreamableHTTPSessionManager) -> int:
 def is_running(sessions: StreamableHTTPSessionManager) -> bool:
     """Whether the session manager can serve requests (its `run()` is active)."""
     if not hasattr(sessions, "_task_group"):
-        raise SdkInternalsChanged("StreamableHTTPSessionManager._task_group is gone: update mcp_gateway/sdk_server.py")
+        raise SdkInternalsChanged(
+            "StreamableHTTPSessionManager._task_group is gone: update mcp_gateway/http/sdk_server.py"
+        )
     return sessions._task_group is not None

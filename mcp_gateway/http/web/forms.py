@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from mcp_gateway.credentials.flows import FlowKind, FlowRegistry, PendingFlow
-from mcp_gateway.web.pages import render_page, result_page
+from mcp_gateway.http.web.pages import render_page, result_page
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""REST endpoints for stored credentials: admins list and revoke; a caller removes their own.
+"""Stored credentials in the admin API: list and revoke (a caller removes their own through `/me`).
 
 Nothing here ever returns a secret: only who, which upstream, what kind, and its state.
 """
@@ -11,13 +11,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
-from mcp_gateway.credentials.broker import SHARED_PRINCIPAL, CredentialBroker
-from mcp_gateway.errors import AuthError
-from mcp_gateway.identity import IdentityMode
+from mcp_gateway.credentials.broker import SHARED_PRINCIPAL
 from mcp_gateway.upstreams.per_user import PerUserUpstream
 
 if TYPE_CHECKING:
-    from mcp_gateway.app import Gateway
+    from mcp_gateway.http.gateway import Gateway
 
 
 class CredentialOut(BaseModel):
@@ -31,23 +29,13 @@ class CredentialOut(BaseModel):
     expires_at: datetime | None
 
 
-class Removed(BaseModel):
-    upstream: str
-    removed: int
-
-
 class AuthorizeOut(BaseModel):
     url: str
     expires_in: int
 
 
-def _broker(gateway: Gateway) -> CredentialBroker:
-    if gateway.broker is None:
-        raise HTTPException(503, "the gateway is starting or stopping; try again")
-    return gateway.broker
-
-
-def _close_session(gateway: Gateway, owner: str, upstream: str) -> None:
+def close_session(gateway: Gateway, owner: str, upstream: str) -> None:
+    """Close `owner`'s session to `upstream`, so their next call uses (or asks for) the credential as it is now."""
     connection = gateway.manager.connections.get(upstream)
     if isinstance(connection, PerUserUpstream):
         connection.close_session(owner)
@@ -64,19 +52,19 @@ def admin_credential_routes(gateway: Gateway, router: APIRouter) -> None:
         identity: Annotated[str | None, Query(description='Only this identity, e.g. "vk:<id>".')] = None,
     ) -> list[CredentialOut]:
         """Stored per-user (and shared OAuth) credentials, without their secrets."""
-        infos = await _broker(gateway).vault.list(upstream=upstream, identity_key=identity)
-        return [_out(info) for info in infos]
+        infos = await gateway.running_broker().vault.list(upstream=upstream, identity_key=identity)
+        return [credential_out(info) for info in infos]
 
     @router.delete("/credentials/{credential_id}", tags=["credentials"])
     async def revoke_credential(credential_id: str) -> CredentialOut:
         """Delete one credential; its owner's open upstream session is closed, and their next call asks again."""
-        broker = _broker(gateway)
+        broker = gateway.running_broker()
         info = await broker.vault.delete_by_id(credential_id)
         if info is None:
             raise HTTPException(404, f"no credential with id {credential_id!r}")
         broker.flows.discard(info.identity_key, info.upstream)
-        _close_session(gateway, info.identity_key, info.upstream)
-        return _out(info)
+        close_session(gateway, info.identity_key, info.upstream)
+        return credential_out(info)
 
     @router.post("/mcp/client/{name}/authorize", tags=["upstreams"])
     async def authorize_upstream(name: str, request: Request) -> AuthorizeOut:
@@ -85,38 +73,11 @@ def admin_credential_routes(gateway: Gateway, router: APIRouter) -> None:
         if connection is None:
             raise HTTPException(404, f"no running upstream named {name!r}")
         link = await gateway.shared_consent_link(name, str(request.base_url).rstrip("/").removesuffix("/api"))
-        broker = _broker(gateway)
+        broker = gateway.running_broker()
         return AuthorizeOut(url=link, expires_in=int(broker.flows.ttl))
 
 
-def caller_credential_routes(gateway: Gateway) -> APIRouter:
-    """`/me/...`: authenticated as an MCP caller (virtual key, SSO token or session id), not as an admin."""
-    router = APIRouter(tags=["me"])
-
-    @router.delete("/me/credentials/{upstream}")
-    async def remove_my_credentials(upstream: str, request: Request) -> Removed:
-        """Forget the caller's own credentials for `upstream` and close their session to it."""
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        try:
-            identity = await gateway.resolver.resolve(headers)
-        except AuthError as exc:
-            raise HTTPException(401, exc.message, headers={"WWW-Authenticate": 'Bearer realm="mcpgw"'}) from None
-        if identity.mode is IdentityMode.ANONYMOUS or not identity.subject:
-            raise HTTPException(
-                401,
-                "identify yourself as on /mcp (a virtual key, an SSO token or x-bf-mcp-session-id) "
-                "to remove your credentials",
-            )
-        broker = _broker(gateway)
-        removed = await broker.vault.delete(identity.key, upstream)
-        broker.flows.discard(identity.key, upstream)
-        _close_session(gateway, identity.key, upstream)
-        return Removed(upstream=upstream, removed=removed)
-
-    return router
-
-
-def _out(info: Any) -> CredentialOut:
+def credential_out(info: Any) -> CredentialOut:
     return CredentialOut(
         id=info.id,
         identity=info.identity_key,

@@ -1,7 +1,7 @@
 """Cheap checks on /mcp requests before the rest of the gateway spends anything on them.
 
 `HostOriginGuard` (outermost) applies the DNS-rebinding rules — Host allowlist (421) and Origin
-allowlist (403), see `app.transport_security` — before identity and rate limits: a web page
+allowlist (403), see `transport_security` below — before identity and rate limits: a web page
 the user happens to visit must not even use up their request budget. The SDK checks the
 same again; that costs two header comparisons.
 
@@ -25,6 +25,8 @@ microseconds against milliseconds for a proxied call.
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,6 +38,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mcp_gateway.config import ServerSettings
+
+logger = logging.getLogger(__name__)
+
+_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 _JSON = "application/json"
 _VERSIONS = frozenset(SUPPORTED_PROTOCOL_VERSIONS)
 JSONRPC_METHOD_KEY = "mcpgw.jsonrpc_method"
@@ -199,3 +206,34 @@ def _content_length(headers: Mapping[bytes, bytes]) -> int:
         return int(headers.get(b"content-length", b"0"))
     except ValueError:
         return 0
+
+
+def transport_security(settings: ServerSettings) -> TransportSecuritySettings:
+    """DNS-rebinding protection: on by default for loopback binds, or whenever hosts are listed."""
+    loopback = is_loopback(settings.host)
+    hosts = settings.allowed_hosts
+    origins = settings.allowed_origins
+    if hosts is None and loopback:
+        hosts = [f"{name}:*" for name in _LOOPBACK_NAMES] + list(_LOOPBACK_NAMES)
+    if origins is None and loopback:
+        origins = [f"http://{name}:*" for name in _LOOPBACK_NAMES]
+    if hosts is None:
+        logger.warning(
+            "bound to %s without server.allowed_hosts: Host/Origin checks on /mcp are off; "
+            "list the hostnames clients use to turn them on",
+            settings.host,
+        )
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins or []
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and loopback addresses (`127.0.0.1`, `[::1]`), where the demo defaults are safe."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

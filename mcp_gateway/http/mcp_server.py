@@ -27,15 +27,17 @@ from pydantic import ValidationError
 from mcp_gateway import __version__
 from mcp_gateway.calls import ToolCalls, send
 from mcp_gateway.catalog import explicit_uri
-from mcp_gateway.clients import ClientConnections
 from mcp_gateway.errors import UnknownTool, UpstreamError
+from mcp_gateway.http.clients import ClientConnections
+from mcp_gateway.http.identify import identity_of
+from mcp_gateway.http.sdk_server import connection_of
 from mcp_gateway.identity import Identity
 from mcp_gateway.policy import Policy, View
 from mcp_gateway.relay import Caller
-from mcp_gateway.sdk_server import connection_of
 from mcp_gateway.toolmodes.base import ToolAccess, ToolMode
 from mcp_gateway.toolmodes.presenter import Presenter
-from mcp_gateway.upstreams.connection import ListKind, UpstreamConnection, UpstreamState
+from mcp_gateway.upstreams.connection import UpstreamConnection, UpstreamState
+from mcp_gateway.upstreams.lists import ListKind
 from mcp_gateway.upstreams.manager import UpstreamManager
 
 logger = logging.getLogger(__name__)
@@ -66,19 +68,6 @@ class GatewayServer(Server[Any]):
             experimental_capabilities,
             extensions,
         )
-
-
-IDENTITY_SCOPE_KEY = "mcpgw.identity"
-"""Where the identity middleware leaves the caller's `Identity` in the ASGI scope's state."""
-
-
-def identity_of(ctx: Ctx) -> Identity:
-    request = ctx.request
-    identity = request.scope.get("state", {}).get(IDENTITY_SCOPE_KEY) if request is not None else None
-    if not isinstance(identity, Identity):
-        # Every /mcp request passes the identity middleware; reaching here is a wiring bug.
-        raise MCPError(types.INTERNAL_ERROR, "request has no resolved identity")
-    return identity
 
 
 class ModeHandler(Protocol):

@@ -33,9 +33,9 @@ from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, Server
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_gateway.config import LimitsSettings
-from mcp_gateway.guards import error_response
-from mcp_gateway.identity import Identity
-from mcp_gateway.server import IDENTITY_SCOPE_KEY, identity_of
+from mcp_gateway.http.guards import error_response
+from mcp_gateway.http.identify import identity_of
+from mcp_gateway.identity import identity_in_scope
 
 LIMIT_EXCEEDED = -32010
 """JSON-RPC code for a refused request: a caller's limit is reached (implementation-defined band)."""
@@ -99,8 +99,8 @@ class RequestRateMiddleware:
         self.rate = rate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        identity = scope.get("state", {}).get(IDENTITY_SCOPE_KEY) if scope["type"] == "http" else None
-        if isinstance(identity, Identity) and scope["method"] != "DELETE":
+        identity = identity_in_scope(scope) if scope["type"] == "http" else None
+        if identity is not None and scope["method"] != "DELETE":
             wait = self.rate.acquire(identity.key)
             if wait:
                 retry_after = max(1, math.ceil(wait))

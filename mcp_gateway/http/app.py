@@ -1,0 +1,119 @@
+"""Assembly: one `Gateway` and the Starlette application that serves its faces.
+
+Routes: `/mcp` (MCP clients), `/api` (admin REST API and the caller's `/api/me`), `/healthz`
+and `/readyz` (operators), `/metrics` (Prometheus), and the consent pages a person's browser
+opens from a link (per-user headers form, OAuth callback). This module only wires them; each
+face lives in its own module and the runtime state they share in `http/gateway.py`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Mount, Route
+
+from mcp_gateway.config import GatewayConfig
+from mcp_gateway.http.answers import AnswerAsJson
+from mcp_gateway.http.api.app import create_admin_api
+from mcp_gateway.http.consent import credential_routes
+from mcp_gateway.http.gateway import Gateway, resolve_database_url
+from mcp_gateway.http.guards import EnvelopeGuard, HostOriginGuard, is_loopback, transport_security
+from mcp_gateway.http.health import operator_routes
+from mcp_gateway.http.identify import IdentityMiddleware
+from mcp_gateway.http.mcp_server import build_server
+from mcp_gateway.http.ratelimit import call_limits, limit_requests
+from mcp_gateway.http.request_context import RequestContextMiddleware
+from mcp_gateway.http.sdk_server import end_session
+from mcp_gateway.supervisor import Supervisor
+from mcp_gateway.toolmodes.base import ToolMode
+from mcp_gateway.toolmodes.search import SearchMode
+
+__all__ = ["Gateway", "create_gateway", "is_loopback", "resolve_database_url"]
+
+
+def create_gateway(
+    config: GatewayConfig,
+    *,
+    database_url: str | None = None,
+    admin_token: str | None = None,
+    insecure_admin: bool = False,
+    supervisor: Supervisor | None = None,
+) -> Gateway:
+    """Build the gateway. `config` may still hold `${VAR}` references; they are expanded per upstream.
+
+    `supervisor` runs the background tasks; tests pass one with a short restart backoff.
+    """
+    gateway = Gateway(config, database_url=database_url, supervisor=supervisor or Supervisor())
+    gateway.sessions = _mcp_sessions(gateway)
+    mcp_endpoint = _mcp_endpoint(gateway)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with gateway.running(gateway.sessions.run()):
+            yield
+
+    manager = gateway.manager
+    gateway.app = Starlette(
+        routes=[
+            Mount("/api", app=create_admin_api(gateway, token=admin_token, insecure=insecure_admin)),
+            Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"]),
+            *operator_routes(gateway),
+            *credential_routes(
+                gateway.flows,
+                lambda: gateway.broker,
+                lambda: {name: c.config for name, c in manager.connections.items()},
+                manager.credential_stored,
+            ),
+        ],
+        middleware=[
+            # Outermost: every log line of a request carries its id, and every response is counted.
+            Middleware(RequestContextMiddleware, metrics=gateway.metrics),
+            Middleware(
+                CORSMiddleware,
+                allow_origins=config.cors.allowed_origins,
+                allow_methods=["GET", "POST", "DELETE", "PUT", "OPTIONS"],
+                allow_headers=config.cors.allowed_headers,
+                expose_headers=["Mcp-Session-Id", "X-Request-Id"],
+            ),
+        ],
+        lifespan=lifespan,
+    )
+    return gateway
+
+
+def _mcp_sessions(gateway: Gateway) -> StreamableHTTPSessionManager:
+    """The MCP server over the gateway's state, in the SDK's streamable-HTTP session manager."""
+
+    async def end_client_session(session_id: str) -> None:
+        await end_session(gateway.sessions, session_id)
+
+    server = build_server(
+        gateway.manager,
+        gateway.clients,
+        gateway.policy,
+        gateway.calls,
+        gateway.refresh_identity,
+        gateway.presenter,
+        {ToolMode.SEARCH: SearchMode(), ToolMode.CODE: gateway.code_mode},
+        end_session=end_client_session,
+    )
+    server.middleware.extend(call_limits(gateway.config.limits))
+    # Host/Origin are checked once, by HostOriginGuard in front of /mcp (before identity and rate
+    # limits); handing the same settings to the SDK as well would check every request twice.
+    return StreamableHTTPSessionManager(
+        app=server, security_settings=None, max_request_body_size=gateway.config.server.max_body_bytes
+    )
+
+
+def _mcp_endpoint(gateway: Gateway) -> HostOriginGuard:
+    """`/mcp`, outermost first: Host/Origin (421/403), the caller (401), the caller's request rate
+    (429, before the body is read), the body (413, JSON-RPC parse/envelope errors); then the SDK."""
+    config = gateway.config
+    guarded = EnvelopeGuard(AnswerAsJson(StreamableHTTPASGIApp(gateway.sessions)), config.server.max_body_bytes)
+    identified = IdentityMiddleware(limit_requests(guarded, config.limits), gateway.resolver)
+    return HostOriginGuard(identified, transport_security(config.server))
