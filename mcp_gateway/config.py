@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mcp_gateway.config_llm import LlmSettings, expand_llm
 from mcp_gateway.errors import ConfigError
 from mcp_gateway.identity import API_KEY_HEADER, SESSION_HEADER, VK_HEADER, AuthSettings
 from mcp_gateway.toolmodes.base import ToolMode
@@ -312,6 +313,9 @@ class GatewayConfig(_Strict):
     dedupe: dict[str, DedupeGroup] = Field(
         default_factory=dict, description="Groups of replica upstreams whose tools are merged (see README)."
     )
+    llm: LlmSettings = Field(
+        default_factory=LlmSettings, description="Model providers, aliases and routing rules for /anthropic, /openai."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -323,7 +327,7 @@ class GatewayConfig(_Strict):
         holding only comments reads as null in YAML and means "empty".
         """
         if isinstance(data, dict):
-            sections = ("server", "auth", "admin", "cors", "limits", "metrics", "upstreams")
+            sections = ("server", "auth", "admin", "cors", "limits", "metrics", "upstreams", "llm")
             data = {k: ({} if v is None and k in sections else v) for k, v in data.items()}
         if isinstance(data, dict) and isinstance(data.get("upstreams"), dict):
             upstreams = {}
@@ -516,7 +520,10 @@ def expand_environment(
                     "auth": auth,
                 }
             )
-    return config.model_copy(update={"upstreams": expanded})
+    llm = config.llm
+    if llm.providers:
+        llm = expand_llm(llm, lambda value, *loc: _expand(value, environ, source, loc, locate))
+    return config.model_copy(update={"upstreams": expanded, "llm": llm})
 
 
 def _located(source: str, loc: Sequence[Any], locate: Locate | None, message: str) -> str:

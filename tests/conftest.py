@@ -104,6 +104,7 @@ async def running_gateway(
     cors_origins: list[str] | None = None,
     dedupe: Mapping[str, Any] | None = None,
     limits: Mapping[str, Any] | None = None,
+    llm: Mapping[str, Any] | None = None,
     **server: Any,
 ) -> AsyncIterator[RunningGateway]:
     """Serve a gateway over real HTTP on a free port for the duration of the block.
@@ -123,6 +124,7 @@ async def running_gateway(
             "upstreams": dict(upstreams),
             "dedupe": dict(dedupe or {}),
             "limits": dict(limits or {}),
+            "llm": dict(llm or {}),
         }
     )
     with tempfile.TemporaryDirectory(prefix="mcpgw-test-") as folder:

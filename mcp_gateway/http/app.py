@@ -15,8 +15,10 @@ from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, Streamable
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 
+from llm_gateway.http_common import anthropic_refusal, openai_refusal
+from llm_gateway.routes import llm_routes
 from mcp_gateway.config import GatewayConfig
 from mcp_gateway.http.answers import AnswerAsJson
 from mcp_gateway.http.api.app import create_admin_api
@@ -54,7 +56,10 @@ def create_gateway(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with gateway.running(gateway.sessions.run()):
+        faces: list[contextlib.AbstractAsyncContextManager[object]] = [gateway.sessions.run()]
+        if gateway.llm is not None:
+            faces.append(contextlib.aclosing(gateway.llm))
+        async with gateway.running(*faces):
             yield
 
     manager = gateway.manager
@@ -63,6 +68,7 @@ def create_gateway(
             Mount("/api", app=create_admin_api(gateway, token=admin_token, insecure=insecure_admin)),
             Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"]),
             *operator_routes(gateway),
+            *(_llm_routes(gateway) if gateway.llm is not None else []),
             *credential_routes(
                 gateway.flows,
                 lambda: gateway.broker,
@@ -117,3 +123,14 @@ def _mcp_endpoint(gateway: Gateway) -> HostOriginGuard:
     guarded = EnvelopeGuard(AnswerAsJson(StreamableHTTPASGIApp(gateway.sessions)), config.server.max_body_bytes)
     identified = IdentityMiddleware(limit_requests(guarded, config.limits), gateway.resolver)
     return HostOriginGuard(identified, transport_security(config.server))
+
+
+def _llm_routes(gateway: Gateway) -> list[BaseRoute]:
+    """`/anthropic` and `/openai`, each behind the identity middleware `/mcp` uses, refusing in its API's shape."""
+    assert gateway.llm is not None
+    resolver = gateway.resolver
+    return llm_routes(
+        gateway.llm,
+        anthropic_guard=lambda app: IdentityMiddleware(app, resolver, refuse=anthropic_refusal),
+        openai_guard=lambda app: IdentityMiddleware(app, resolver, refuse=openai_refusal),
+    )

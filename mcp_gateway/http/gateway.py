@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from pydantic import TypeAdapter, ValidationError
 
+from llm_gateway.service import LlmService
+from llm_gateway.usage import UsageLog
 from mcp_gateway.audit import AuditEvent, AuditLog
 from mcp_gateway.calls import ToolCalls
 from mcp_gateway.config import GatewayConfig, SharedOAuth, StdioUpstream, UpstreamConfig, expand_environment
@@ -109,6 +111,9 @@ class Gateway:
             self.manager, self.policy, self.audit, credential_wait=config.server.credential_wait_seconds
         )
         """The call pipeline: every face that calls a tool as a caller goes through it."""
+        llm = config.llm
+        self.llm = LlmService(llm, UsageLog()) if llm.enabled and llm.providers else None
+        """The LLM gateway (`/anthropic`, `/openai`); None when no provider is configured."""
 
     # -- identity, as the store holds it ------------------------------------------------------
 

@@ -1,0 +1,77 @@
+"""What both LLM faces do the same way: read a JSON body within a limit, answer a `Reply` or an `LlmError`.
+
+The body is read once, up to `max_body_bytes` (413 beyond, in the API's error shape, before it
+is all read), and parsed once; a body that is not JSON is a 400 that says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from llm_gateway.errors import Api, LlmError, error_body
+from llm_gateway.service import Reply
+from llm_gateway.wire import dumps, loads
+from mcp_gateway.identity import Identity, identity_in_scope
+
+_PLAIN_HEADERS = ("user-agent", "anthropic-beta", "anthropic-version")
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The request's JSON body; raises `LlmError` 413 (too big) or 400 (not JSON)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise LlmError(413, f"request body is larger than this gateway accepts ({limit} bytes, llm.max_body_bytes)")
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > limit:
+            raise LlmError(413, f"request body is larger than this gateway accepts ({limit} bytes, llm.max_body_bytes)")
+    try:
+        return loads(bytes(data))
+    except ValueError:
+        raise LlmError(400, "the request body is not valid JSON") from None
+
+
+def caller(request: Request) -> Identity | None:
+    """Who is asking, as the identity middleware in front of the face resolved it."""
+    return identity_in_scope(request.scope)
+
+
+def routing_headers(request: Request) -> dict[str, str]:
+    """Request headers by lower-case name (what routing rules and Anthropic pass-through read)."""
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.scope["headers"]}
+
+
+def respond(reply: Reply) -> Response:
+    if reply.stream is not None:
+        return StreamingResponse(
+            reply.stream, status_code=reply.status, headers=reply.headers, media_type=reply.media_type
+        )
+    return Response(reply.body, status_code=reply.status, headers=reply.headers, media_type=reply.media_type)
+
+
+def error_response(api: Api, error: LlmError) -> Response:
+    return Response(
+        dumps(error_body(api, error.status, error.message)),
+        status_code=error.status,
+        headers=error.headers(),
+        media_type="application/json",
+    )
+
+
+def anthropic_refusal(status: int, message: str, headers: dict[str, str]) -> Response:
+    """How `/anthropic` refuses a caller the identity middleware rejected (401, or 503 while the store is down)."""
+    return error_response("anthropic", LlmError(status, message, retry_after=_retry(headers)))
+
+
+def openai_refusal(status: int, message: str, headers: dict[str, str]) -> Response:
+    """How `/openai` refuses a caller the identity middleware rejected."""
+    return error_response("openai", LlmError(status, message, retry_after=_retry(headers)))
+
+
+def _retry(headers: dict[str, str]) -> float | None:
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    return float(value) if value is not None and value.isdigit() else None

@@ -1,0 +1,49 @@
+"""`/openai`: the OpenAI Chat Completions API, for the official `openai` SDKs and compatible tools.
+
+`POST /openai/v1/chat/completions` (streaming and not, tools) and `GET /openai/v1/models`.
+A model without a provider prefix goes to the provider named `openai`.
+"""
+
+from __future__ import annotations
+
+import time
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from llm_gateway.anthropic_api import Endpoint, Guard
+from llm_gateway.errors import LlmError
+from llm_gateway.http_common import caller, error_response, read_json, respond, routing_headers
+from llm_gateway.models import listed_models
+from llm_gateway.service import LlmService
+
+
+def openai_routes(service: LlmService, guard: Guard) -> list[BaseRoute]:
+    """The routes under `/openai`; `guard` puts the identity middleware in front of them."""
+
+    async def chat_completions(request: Request) -> Response:
+        try:
+            body = await read_json(request, service.settings.max_body_bytes)
+            reply = await service.complete("openai", body, routing_headers(request), caller(request))
+        except LlmError as error:
+            return error_response("openai", error)
+        return respond(reply)
+
+    async def models(request: Request) -> Response:
+        created = int(time.time())
+        data = [
+            {
+                "id": model,
+                "object": "model",
+                "created": created,
+                "owned_by": model.partition("/")[0] if "/" in model else "mcpgw",
+            }
+            for model in listed_models(service.settings, "openai")
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    return [
+        Route("/openai/v1/chat/completions", guard(Endpoint(chat_completions)), methods=["POST"]),
+        Route("/openai/v1/models", guard(Endpoint(models)), methods=["GET"]),
+    ]

@@ -1,0 +1,21 @@
+"""One adapter per provider API; `build_providers` makes them from the `llm.providers` settings."""
+
+from __future__ import annotations
+
+from llm_gateway.providers.anthropic import AnthropicProvider
+from llm_gateway.providers.base import Family, Provider, ProviderFailure
+from llm_gateway.providers.openai import OpenAIProvider
+from mcp_gateway.config_llm import ProviderConfig
+
+__all__ = ["AnthropicProvider", "Family", "OpenAIProvider", "Provider", "ProviderFailure", "build_providers"]
+
+
+def build_providers(settings: dict[str, ProviderConfig]) -> dict[str, Provider]:
+    """An adapter for each configured provider whose kind is implemented; the others are listed as missing."""
+    providers: dict[str, Provider] = {}
+    for name, config in settings.items():
+        if config.kind == "anthropic":
+            providers[name] = AnthropicProvider(name, config)
+        elif config.kind in ("openai", "openai_compatible", "azure"):
+            providers[name] = OpenAIProvider(name, config)
+    return providers

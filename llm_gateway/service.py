@@ -1,0 +1,422 @@
+"""One model request, from the client's body to the client's answer: route, translate, send, fall back, record.
+
+`LlmService.complete(api, body, headers, identity)` is what both faces call. It routes the
+request (`routing.Router`), and for each target in turn (first, then fallbacks) tries the
+provider with its keys: a 429 rests that key and tries the next key of the same provider; a
+connection failure, timeout, 429 or 5xx moves on to the next target, as long as nothing has been
+sent to the client yet (streams: the provider's status is known before the first byte is
+relayed). Any other error status ends the request with the provider's message, in the client
+API's shape.
+
+Same wire format on both sides (an Anthropic client, an Anthropic-family provider): the body is
+sent with only `model` replaced and the answer relayed byte for byte. Different formats go
+through `translate/`. Streams are relayed chunk by chunk, never buffered; a failure mid-stream
+ends the stream with an error event in the client's format.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+
+from llm_gateway.errors import Api, LlmError, error_body, message_of
+from llm_gateway.providers import AnthropicProvider, OpenAIProvider, Provider, ProviderFailure, build_providers
+from llm_gateway.routing import RequestFacts, Route, Router, RoutingError, Target
+from llm_gateway.translate import anthropic_to_openai as a2o
+from llm_gateway.translate import openai_to_anthropic as o2a
+from llm_gateway.usage import UsageEvent, UsageLog
+from llm_gateway.wire import SseParser, dumps, loads, sse
+from mcp_gateway.config_llm import LlmSettings
+from mcp_gateway.identity import Identity
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PROVIDER: dict[Api, str] = {"anthropic": "anthropic", "openai": "openai"}
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+@dataclass(slots=True)
+class Reply:
+    """What the face sends back: a whole body, or a stream of already-framed SSE bytes."""
+
+    status: int
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def media_type(self) -> str:
+        return "text/event-stream" if self.stream is not None else "application/json"
+
+
+class LlmService:
+    """Routes and serves model requests with the providers of one `llm` settings block."""
+
+    def __init__(
+        self, settings: LlmSettings, usage: UsageLog | None = None, *, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
+        self.settings = settings
+        self.router = Router(settings)
+        self.providers: dict[str, Provider] = build_providers(settings.providers)
+        self.usage = usage or UsageLog()
+        self._clock = clock
+
+    async def aclose(self) -> None:
+        for provider in self.providers.values():
+            await provider.aclose()
+
+    def route(self, api: Api, model: str, headers: Mapping[str, str], identity: Identity | None) -> Route:
+        facts = RequestFacts(model, headers, identity, DEFAULT_PROVIDER[api])
+        return self.router.route(facts)
+
+    async def complete(self, api: Api, body: Any, headers: Mapping[str, str], identity: Identity | None) -> Reply:
+        """Serve one `/v1/messages` (api `anthropic`) or `/v1/chat/completions` (api `openai`) body."""
+        started = self._clock()
+        if not isinstance(body, dict):
+            raise LlmError(400, "the request body must be a JSON object")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise LlmError(400, "`model` is required: a model name, or <provider>/<model>")
+        if not isinstance(body.get("messages"), list):
+            raise LlmError(400, "`messages` is required and must be a list")
+        event = _usage_event(api, model, identity, stream=bool(body.get("stream")))
+        try:
+            route = self.route(api, model, headers, identity)
+        except RoutingError as exc:
+            raise LlmError(400, exc.message) from None
+        event.rule = route.rule
+        last: ProviderFailure | None = None
+        for position, target in enumerate(route.targets):
+            provider = self.providers.get(target.provider)
+            if provider is None:
+                kind = self.settings.providers[target.provider].kind
+                last = ProviderFailure(target.provider, f"provider kind {kind!r} is not supported by this gateway yet")
+                continue
+            event.provider, event.model, event.fallback = target.provider, target.model, position > 0
+            for _ in range(max(1, provider.key_count)):
+                event.attempts += 1
+                index, key = provider.pick_key()
+                try:
+                    return await self._send(api, body, headers, provider, target, key, event, started)
+                except ProviderFailure as failure:
+                    last = failure
+                    logger.warning("llm: %s for %s: %s", target, model, _short(failure))
+                    if failure.status == 429 and provider.key_count > 1:
+                        provider.rest(index, failure.retry_after)
+                        continue
+                    break
+            if last is not None and not last.retryable:
+                break
+        assert last is not None
+        event.status = last.status or 502
+        event.error = last.message
+        event.duration_ms = (self._clock() - started) * 1000
+        self.usage.record(event)
+        return self._failure_reply(api, last, len(route.targets) > 1)
+
+    async def count_tokens(self, body: Any, headers: Mapping[str, str], identity: Identity | None) -> Reply:
+        """`/v1/messages/count_tokens`: passed to the routed provider when it speaks Anthropic's API.
+
+        Other providers have no equivalent; the 404 makes Claude Code fall back to a one-token request.
+        """
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            raise LlmError(400, "`model` is required: a model name, or <provider>/<model>")
+        try:
+            route = self.route("anthropic", body["model"], headers, identity)
+        except RoutingError as exc:
+            raise LlmError(400, exc.message) from None
+        target = route.targets[0]
+        provider = self.providers.get(target.provider)
+        if not isinstance(provider, AnthropicProvider):
+            raise LlmError(404, f"token counting is only available for Anthropic-family providers, not {target}")
+        _, key = provider.pick_key()
+        try:
+            response = await provider.count_tokens(dumps({**body, "model": target.model}), key, headers)
+        except ProviderFailure as failure:
+            return self._failure_reply("anthropic", failure, False)
+        try:
+            data = await response.aread()
+        finally:
+            await response.aclose()
+        return Reply(200, body=data)
+
+    async def _send(
+        self,
+        api: Api,
+        body: dict[str, Any],
+        headers: Mapping[str, str],
+        provider: Provider,
+        target: Target,
+        key: str | None,
+        event: UsageEvent,
+        started: float,
+    ) -> Reply:
+        stream = bool(body.get("stream"))
+        if api == "anthropic" and isinstance(provider, AnthropicProvider):
+            response = await provider.messages(dumps({**body, "model": target.model}), key, headers)
+            return await self._relay(api, response, event, started, stream, _anthropic_usage)
+        if api == "openai" and isinstance(provider, OpenAIProvider):
+            response = await provider.chat(dumps({**body, "model": target.model}), key, target.model)
+            return await self._relay(api, response, event, started, stream, _openai_usage)
+        if api == "anthropic" and isinstance(provider, OpenAIProvider):
+            converted = a2o.request(
+                body,
+                target.model,
+                max_tokens_field=provider.max_tokens_field,
+                reasoning=provider.config.kind in ("openai", "azure"),
+            )
+            response = await provider.chat(dumps(converted), key, target.model)
+            if stream:
+                translator = a2o.StreamTranslator(body["model"])
+                chunks = a2o.stream(response.aiter_bytes(), translator)
+                return self._streaming(
+                    api, response, chunks, event, started, lambda: _anthropic_counts(translator.usage)
+                )
+            data = await _read_json(response, provider.name)
+            answer = a2o.response(data, body["model"])
+            return self._whole(answer, event, started, _anthropic_counts(answer["usage"]))
+        if api == "openai" and isinstance(provider, AnthropicProvider):
+            converted = o2a.request(body, target.model)
+            response = await provider.messages(dumps(converted), key, {})
+            if stream:
+                options = body.get("stream_options")
+                include = isinstance(options, dict) and bool(options.get("include_usage"))
+                o_translator = o2a.StreamTranslator(body["model"], include_usage=include)
+                chunks = o2a.stream(response.aiter_bytes(), o_translator)
+                return self._streaming(
+                    api, response, chunks, event, started, lambda: _anthropic_counts(o_translator.usage)
+                )
+            data = await _read_json(response, provider.name)
+            answer = o2a.response(data, body["model"])
+            return self._whole(answer, event, started, _anthropic_counts(data.get("usage")))
+        raise ProviderFailure(provider.name, f"provider {provider.name} cannot serve the {api} API")
+
+    async def _relay(
+        self,
+        api: Api,
+        response: httpx2.Response,
+        event: UsageEvent,
+        started: float,
+        stream: bool,
+        counts_of: Callable[[Any], tuple[int, int, int, int] | None],
+    ) -> Reply:
+        """Same wire format both sides: the provider's bytes go to the client as they are."""
+        if stream and response.headers.get("content-type", "").startswith("text/event-stream"):
+            parser = SseParser()
+            counts: list[tuple[int, int, int, int]] = []
+
+            async def chunks() -> AsyncIterator[bytes]:
+                async for chunk in response.aiter_bytes():
+                    yield chunk
+                    for sse_event in parser.feed(chunk):
+                        found = _counts_in(sse_event.data, counts_of)
+                        if found is not None:
+                            counts.append(_merge(counts[-1] if counts else None, found))
+
+            return self._streaming(api, response, chunks(), event, started, lambda: counts[-1] if counts else None)
+        try:
+            data = await response.aread()
+        except httpx2.HTTPError as exc:
+            raise ProviderFailure(
+                event.provider or "?", f"provider {event.provider} broke off its answer: {exc}"
+            ) from None
+        finally:
+            await response.aclose()
+        found = _counts_in(data, counts_of)
+        return self._finish_whole(data, event, started, found)
+
+    def _whole(
+        self, answer: dict[str, Any], event: UsageEvent, started: float, counts: tuple[int, int, int, int] | None
+    ) -> Reply:
+        return self._finish_whole(dumps(answer), event, started, counts)
+
+    def _finish_whole(
+        self, data: bytes, event: UsageEvent, started: float, counts: tuple[int, int, int, int] | None
+    ) -> Reply:
+        _apply(event, counts)
+        event.duration_ms = event.ttfb_ms = (self._clock() - started) * 1000
+        self.usage.record(event)
+        return Reply(200, body=data)
+
+    def _streaming(
+        self,
+        api: Api,
+        response: httpx2.Response,
+        chunks: AsyncIterator[bytes],
+        event: UsageEvent,
+        started: float,
+        counts: Callable[[], tuple[int, int, int, int] | None],
+    ) -> Reply:
+        clock = self._clock
+
+        async def relay() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in chunks:
+                    if event.ttfb_ms is None:
+                        event.ttfb_ms = (clock() - started) * 1000
+                    yield chunk
+            except (httpx2.HTTPError, a2o.StreamError) as exc:
+                message = _stream_failure(exc, event.provider)
+                logger.warning("llm: stream from %s ended early: %s", event.provider, message)
+                event.status, event.error = 502, message
+                yield _stream_error(api, message, overloaded=_overloaded(exc))
+            finally:
+                await response.aclose()
+                _apply(event, counts())
+                event.duration_ms = (clock() - started) * 1000
+                self.usage.record(event)
+
+        return Reply(200, stream=relay(), headers=dict(_SSE_HEADERS))
+
+    def _failure_reply(self, api: Api, failure: ProviderFailure, had_fallbacks: bool) -> Reply:
+        """The last provider failure, in the client's format; a provider's own body when the formats match."""
+        status = failure.status or 502
+        provider = self.providers.get(failure.provider)
+        same_format = provider is not None and provider.family == api and failure.body
+        if same_format and _is_json(failure.body):
+            headers = {k: v for k, v in failure.headers.items() if k in ("retry-after", "x-should-retry")}
+            return Reply(status, body=failure.body, headers=headers)
+        message = failure.message
+        if failure.body:
+            try:
+                detail = message_of(loads(failure.body))
+            except ValueError:
+                detail = None
+            if detail:
+                message = f"{message}: {detail}"
+        if had_fallbacks:
+            message += " (every fallback failed too)"
+        if failure.status is None:
+            status = 529 if api == "anthropic" else 502
+        error = LlmError(status, message, retry_after=failure.retry_after)
+        return Reply(status, body=dumps(error_body(api, status, message)), headers=error.headers())
+
+
+def _usage_event(api: Api, model: str, identity: Identity | None, *, stream: bool) -> UsageEvent:
+    event = UsageEvent(api=api, requested_model=model, stream=stream)
+    if identity is not None:
+        event.identity_mode = identity.mode.value
+        event.subject = identity.subject
+        event.virtual_key_id = identity.virtual_key.id if identity.virtual_key is not None else None
+    return event
+
+
+async def _read_json(response: httpx2.Response, provider: str) -> dict[str, Any]:
+    try:
+        data = await response.aread()
+    except httpx2.HTTPError as exc:
+        raise ProviderFailure(provider, f"provider {provider} broke off its answer: {exc}") from None
+    finally:
+        await response.aclose()
+    try:
+        value = loads(data)
+    except ValueError:
+        raise ProviderFailure(
+            provider, f"provider {provider} answered with something that is not JSON", status=502
+        ) from None
+    if not isinstance(value, dict):
+        raise ProviderFailure(provider, f"provider {provider} answered with JSON that is not an object", status=502)
+    return value
+
+
+def _counts_in(
+    data: str | bytes, counts_of: Callable[[Any], tuple[int, int, int, int] | None]
+) -> tuple[int, int, int, int] | None:
+    if b'"usage"' not in (data if isinstance(data, bytes) else data.encode()):
+        return None
+    try:
+        return counts_of(loads(data))
+    except ValueError:
+        return None
+
+
+def _anthropic_usage(data: Any) -> tuple[int, int, int, int] | None:
+    """Usage inside an Anthropic message, `message_start` or `message_delta`."""
+    if not isinstance(data, dict):
+        return None
+    usage = data.get("usage")
+    if usage is None and isinstance(data.get("message"), dict):
+        usage = data["message"].get("usage")
+    return _anthropic_counts(usage)
+
+
+def _anthropic_counts(usage: Any) -> tuple[int, int, int, int] | None:
+    if not isinstance(usage, dict):
+        return None
+    return (
+        int(usage.get("input_tokens") or 0),
+        int(usage.get("output_tokens") or 0),
+        int(usage.get("cache_read_input_tokens") or 0),
+        int(usage.get("cache_creation_input_tokens") or 0),
+    )
+
+
+def _openai_usage(data: Any) -> tuple[int, int, int, int] | None:
+    usage = data.get("usage") if isinstance(data, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    details = usage.get("prompt_tokens_details") or {}
+    cached = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+    return int(usage.get("prompt_tokens") or 0) - cached, int(usage.get("completion_tokens") or 0), cached, 0
+
+
+def _merge(previous: tuple[int, int, int, int] | None, found: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """Anthropic streams give input counts in `message_start` and output in `message_delta`: keep the larger."""
+    if previous is None:
+        return found
+    return (
+        max(previous[0], found[0]),
+        max(previous[1], found[1]),
+        max(previous[2], found[2]),
+        max(previous[3], found[3]),
+    )
+
+
+def _apply(event: UsageEvent, counts: tuple[int, int, int, int] | None) -> None:
+    if counts is not None:
+        event.input_tokens, event.output_tokens, event.cache_read_tokens, event.cache_write_tokens = counts
+
+
+def _is_json(data: bytes) -> bool:
+    try:
+        loads(data)
+    except ValueError:
+        return False
+    return True
+
+
+def _short(failure: ProviderFailure) -> str:
+    detail = ""
+    if failure.body:
+        try:
+            detail = message_of(loads(failure.body)) or ""
+        except ValueError:
+            detail = ""
+    return failure.message + (f" ({detail[:200]})" if detail else "")
+
+
+def _stream_failure(exc: Exception, provider: str | None) -> str:
+    if isinstance(exc, a2o.StreamError):
+        return f"provider {provider} reported an error mid-stream: {message_of(exc.body) or 'no message'}"
+    if isinstance(exc, httpx2.TimeoutException):
+        return f"provider {provider} stopped sending (timed out mid-stream)"
+    return f"provider {provider} broke off the stream: {exc or type(exc).__name__}"
+
+
+def _overloaded(exc: Exception) -> bool:
+    if isinstance(exc, a2o.StreamError) and isinstance(exc.body, dict):
+        error = exc.body.get("error")
+        return isinstance(error, dict) and error.get("type") == "overloaded_error"
+    return False
+
+
+def _stream_error(api: Api, message: str, *, overloaded: bool) -> bytes:
+    if api == "anthropic":
+        kind = "overloaded_error" if overloaded else "api_error"
+        return sse("error", {"type": "error", "error": {"type": kind, "message": message}})
+    return b"data: " + dumps(error_body("openai", 502, message)) + b"\n\n"

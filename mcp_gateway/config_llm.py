@@ -1,0 +1,205 @@
+"""The `llm:` section of gateway.yaml: model providers, aliases and routing rules.
+
+Beside `config.py` rather than inside it because it is a vocabulary of its own (what a provider,
+a rule and a target are) that the LLM gateway (`llm_gateway/`) reads; it stays in
+`mcp_gateway` so the configuration is validated by one set of models in one package, with the
+same line-numbered errors as upstreams.
+
+Targets are written `provider/model` (`openai/gpt-5.5`, `bedrock/global.anthropic.claude-sonnet-4-6`):
+the part before the first `/` names a configured provider. A model without a known provider
+prefix goes to the API's own provider (`anthropic` on `/anthropic`, `openai` on `/openai`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PROVIDER_KINDS = ("anthropic", "openai", "openai_compatible", "azure", "bedrock", "vertex", "gemini")
+ProviderKind = Literal["anthropic", "openai", "openai_compatible", "azure", "bedrock", "vertex", "gemini"]
+PROVIDER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+
+DEFAULT_BASE_URLS: dict[str, str] = {
+    "anthropic": "https://api.anthropic.com",
+    "openai": "https://api.openai.com/v1",
+    "gemini": "https://generativelanguage.googleapis.com",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProviderKey(_Strict):
+    """One API key of a provider; several keys share the traffic by `weight`."""
+
+    value: str = Field(description='The key; use a "${VAR}" reference to keep it out of the file.')
+    weight: float = Field(default=1.0, gt=0)
+
+
+class ProviderConfig(_Strict):
+    """One model provider. `kind` defaults to the provider's name when that is a known kind."""
+
+    kind: ProviderKind | None = None
+    base_url: str | None = Field(default=None, description="Where the provider's API is; default: its public API.")
+    api_key: str | None = Field(default=None, description="One key (or use `keys` for several, weighted).")
+    keys: list[ProviderKey] = Field(default_factory=list)
+    timeout: float = Field(default=600.0, gt=0, description="Seconds a request may take (streams: between chunks).")
+    connect_timeout: float = Field(default=10.0, gt=0)
+    api_version: str | None = Field(default=None, description="azure: the `api-version` query parameter.")
+    deployments: dict[str, str] = Field(
+        default_factory=dict, description="azure: model name → deployment name (default: the model name)."
+    )
+    region: str | None = Field(default=None, description="bedrock / vertex: the region.")
+    project: str | None = Field(default=None, description="vertex: the Google Cloud project.")
+    credentials_file: str | None = Field(
+        default=None, description="vertex: a service-account JSON file (default: Application Default Credentials)."
+    )
+    access_key_id: str | None = Field(default=None, description="bedrock: default: the standard AWS chain.")
+    secret_access_key: str | None = None
+    session_token: str | None = None
+    models: list[str] = Field(
+        default_factory=list, description="Models listed by `GET /v1/models` (any model may be requested)."
+    )
+
+    def secrets(self) -> list[str]:
+        """Every credential in this provider's config (so logs and answers can be checked against them)."""
+        values = [self.api_key, self.secret_access_key, self.session_token, *(k.value for k in self.keys)]
+        return [v for v in values if v]
+
+
+class ModelMatch(_Strict):
+    """How a rule matches the requested model: exactly, by glob (`claude-*`) or by regular expression."""
+
+    equals: str | None = None
+    glob: str | None = None
+    regex: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> ModelMatch:
+        if sum(v is not None for v in (self.equals, self.glob, self.regex)) != 1:
+            raise ValueError("give exactly one of equals, glob, regex")
+        if self.regex is not None:
+            _compile(self.regex)
+        return self
+
+
+class HeaderMatch(_Strict):
+    """How a rule matches one request header (names are case-insensitive, values case-sensitive)."""
+
+    equals: str | None = None
+    starts_with: str | None = None
+    regex: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> HeaderMatch:
+        if sum(v is not None for v in (self.equals, self.starts_with, self.regex)) != 1:
+            raise ValueError("give exactly one of equals, starts_with, regex")
+        if self.regex is not None:
+            _compile(self.regex)
+        return self
+
+
+class RuleCondition(_Strict):
+    """Everything given must hold; an empty condition matches every request."""
+
+    model: str | ModelMatch | None = Field(default=None, description="A plain string matches exactly.")
+    headers: dict[str, str | HeaderMatch] = Field(default_factory=dict, description="A plain string: equals.")
+    virtual_keys: list[str] | None = Field(default=None, description="Names or ids of virtual keys.")
+    identity_modes: list[Literal["user", "vk", "session", "anonymous"]] | None = None
+
+    @field_validator("headers")
+    @classmethod
+    def _lower(cls, value: dict[str, str | HeaderMatch]) -> dict[str, str | HeaderMatch]:
+        return {name.lower(): match for name, match in value.items()}
+
+
+class WeightedTarget(_Strict):
+    target: str
+    weight: float = Field(default=1.0, gt=0)
+
+
+class RoutingRule(_Strict):
+    """When `when` matches, the request goes to `target` (or one of `targets`), then `fallbacks` in order."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    scope: Literal["global", "virtual_key"] = Field(
+        default="global", description="virtual_key: only for the keys in `virtual_keys`, tried before global rules."
+    )
+    virtual_keys: list[str] = Field(default_factory=list, description="scope virtual_key: names or ids.")
+    priority: int = Field(default=0, description="Higher wins; ties go to the rule defined first.")
+    enabled: bool = True
+    when: RuleCondition = Field(default_factory=RuleCondition)
+    target: str | None = None
+    targets: list[WeightedTarget] = Field(default_factory=list, description="Several targets, chosen by weight.")
+    fallbacks: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _target(self) -> RoutingRule:
+        if (self.target is None) == (not self.targets):
+            raise ValueError("give `target` or `targets` (not both)")
+        if self.scope == "virtual_key" and not self.virtual_keys:
+            raise ValueError("scope virtual_key needs `virtual_keys`")
+        return self
+
+
+class LlmSettings(_Strict):
+    """The LLM gateway: `/anthropic` and `/openai` on the same port as `/mcp`."""
+
+    enabled: bool = True
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    aliases: dict[str, str] = Field(default_factory=dict, description="Model name → provider/model.")
+    routing_rules: list[RoutingRule] = Field(default_factory=list)
+    log_bodies: bool = Field(default=False, description="Keep prompts and completions in the usage log (off).")
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0, description="Largest request body accepted.")
+
+    @field_validator("providers")
+    @classmethod
+    def _kinds(cls, providers: dict[str, ProviderConfig]) -> dict[str, ProviderConfig]:
+        for name, provider in providers.items():
+            if not PROVIDER_NAME_PATTERN.match(name):
+                raise ValueError(f"provider name {name!r}: use letters, digits, '_' and '-' only")
+            if provider.kind is None:
+                if name not in PROVIDER_KINDS:
+                    raise ValueError(f"provider {name!r} needs `kind` (one of {', '.join(PROVIDER_KINDS)})")
+                provider.kind = name  # type: ignore[assignment]  # checked just above
+        return providers
+
+    @model_validator(mode="after")
+    def _unique_rule_names(self) -> LlmSettings:
+        seen: set[str] = set()
+        for rule in self.routing_rules:
+            if rule.name in seen:
+                raise ValueError(f"two routing rules are named {rule.name!r}")
+            seen.add(rule.name)
+        return self
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+
+
+def expand_llm(settings: LlmSettings, expand: Any) -> LlmSettings:
+    """`settings` with `${VAR}` references expanded in every provider string (keys, URLs, credentials).
+
+    `expand(value, *location)` is `config.expand_environment`'s expander, so an unset variable is
+    reported with its field path and line like any other.
+    """
+    providers: dict[str, ProviderConfig] = {}
+    for name, provider in settings.providers.items():
+        update: dict[str, Any] = {}
+        for field in ("base_url", "api_key", "access_key_id", "secret_access_key", "session_token", "credentials_file"):
+            value = getattr(provider, field)
+            if isinstance(value, str):
+                update[field] = expand(value, "llm", "providers", name, field)
+        update["keys"] = [
+            key.model_copy(update={"value": expand(key.value, "llm", "providers", name, "keys", i, "value")})
+            for i, key in enumerate(provider.keys)
+        ]
+        providers[name] = provider.model_copy(update=update)
+    return settings.model_copy(update={"providers": providers})

@@ -1,0 +1,354 @@
+"""Mock model providers that speak the real wire formats and check real authentication.
+
+`MockProvider` serves Anthropic Messages (`/v1/messages`, `/v1/messages/count_tokens`) and
+OpenAI Chat Completions (`/v1/chat/completions`, Azure's deployment path too) on one port; a
+request without the expected key gets the provider's own 401. Every request is recorded
+(headers, body) for assertions. What it answers comes from a queue of `Turn`s (text, a tool
+call, an error status, garbage, a stream that breaks off), else a default text turn. Streams are
+the real event sequences (Anthropic: `event:` lines through `message_stop`; OpenAI: `data:`
+chunks through `[DONE]`), with tool-call arguments cut into small pieces at awkward places.
+
+Run standalone for Claude Code and the benchmarks:
+    python tests/llm/mock_providers.py --port 9400 --key test-key [--tool-call Write '{"file_path": ...}']
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+@dataclass
+class Turn:
+    """One scripted answer."""
+
+    text: str = "Hello from the mock."
+    tool: tuple[str, dict[str, Any]] | None = None
+    """(name, arguments): answer with a tool call instead of text."""
+    status: int = 200
+    """An error status to answer with (the provider's own error body)."""
+    garbage: bool = False
+    break_after: int | None = None
+    """Streams: stop after this many events without finishing (a broken connection)."""
+    hang_after: int | None = None
+    """Streams: stop sending (but keep the connection open) after this many events."""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+class MockProvider:
+    """A provider with one key (`key`); `turns` are answered in order, then `default`."""
+
+    def __init__(self, key: str = "test-provider-key", *, piece: int = 3) -> None:
+        self.key = key
+        self.piece = piece
+        self.turns: deque[Turn] = deque()
+        self.default = Turn()
+        self.tool_then_text: tuple[str, dict[str, Any]] | None = None
+        """Answer every conversation with this tool call first, and with `default` once its result is back."""
+        self.requests: list[Recorded] = []
+        self.app = Starlette(
+            routes=[
+                Route("/v1/messages", self.messages, methods=["POST"]),
+                Route("/v1/messages/count_tokens", self.count_tokens, methods=["POST"]),
+                Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                Route("/openai/deployments/{deployment}/chat/completions", self.chat, methods=["POST"]),
+            ]
+        )
+
+    def script(self, *turns: Turn) -> None:
+        self.turns.extend(turns)
+
+    def _next(self) -> Turn:
+        if self.turns:
+            return self.turns.popleft()
+        if self.tool_then_text is not None:
+            last = self.requests[-1].body if self.requests else {}
+            return self.default if _has_tool_result(last) else Turn(tool=self.tool_then_text)
+        return self.default
+
+    async def _record(self, request: Request) -> Any:
+        raw = await request.body()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        self.requests.append(Recorded(request.url.path, headers, body))
+        return body
+
+    # --- Anthropic ---------------------------------------------------------------------------
+
+    async def messages(self, request: Request) -> Response:
+        body = await self._record(request)
+        if request.headers.get("x-api-key") != self.key:
+            return _anthropic_error(401, "authentication_error", "invalid x-api-key")
+        if not isinstance(body, dict) or not isinstance(body.get("max_tokens"), int):
+            return _anthropic_error(400, "invalid_request_error", "max_tokens: Field required")
+        turn = self._next()
+        if turn.status != 200:
+            kind = {429: "rate_limit_error", 529: "overloaded_error"}.get(turn.status, "api_error")
+            return _anthropic_error(turn.status, kind, f"mock error {turn.status}", turn.headers)
+        if turn.garbage:
+            return Response(b"<html>bad gateway</html>", media_type="application/json")
+        message_id = f"msg_{uuid.uuid4().hex[:20]}"
+        model = body.get("model")
+        if not body.get("stream"):
+            return JSONResponse(
+                {
+                    "id": message_id,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [_anthropic_block(turn)],
+                    "stop_reason": "tool_use" if turn.tool else "end_turn",
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": 11, "output_tokens": 7, "cache_read_input_tokens": 3},
+                }
+            )
+        return StreamingResponse(self._anthropic_stream(turn, message_id, model), media_type="text/event-stream")
+
+    def _anthropic_events(self, turn: Turn, message_id: str, model: Any) -> list[tuple[str, dict[str, Any]]]:
+        start = {
+            "id": message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 11, "output_tokens": 1, "cache_read_input_tokens": 3},
+        }
+        events: list[tuple[str, dict[str, Any]]] = [("message_start", {"type": "message_start", "message": start})]
+        if turn.tool is not None:
+            name, arguments = turn.tool
+            block = {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:20]}", "name": name, "input": {}}
+            events.append(("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}))
+            text = json.dumps(arguments)
+            for i in range(0, len(text), self.piece):
+                delta = {"type": "input_json_delta", "partial_json": text[i : i + self.piece]}
+                events.append(("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}))
+        else:
+            block = {"type": "text", "text": ""}
+            events.append(("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}))
+            for i in range(0, len(turn.text), self.piece):
+                delta = {"type": "text_delta", "text": turn.text[i : i + self.piece]}
+                events.append(("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}))
+        events.append(("content_block_stop", {"type": "content_block_stop", "index": 0}))
+        stop = "tool_use" if turn.tool else "end_turn"
+        events.append(
+            (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop, "stop_sequence": None},
+                    "usage": {"output_tokens": 7},
+                },
+            )
+        )
+        events.append(("message_stop", {"type": "message_stop"}))
+        return events
+
+    async def _anthropic_stream(self, turn: Turn, message_id: str, model: Any) -> Any:
+        for count, (name, data) in enumerate(self._anthropic_events(turn, message_id, model)):
+            if turn.break_after is not None and count >= turn.break_after:
+                raise RuntimeError("mock: connection broken on purpose")
+            if turn.hang_after is not None and count >= turn.hang_after:
+                await anyio.sleep_forever()
+            yield f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+    async def count_tokens(self, request: Request) -> Response:
+        await self._record(request)
+        if request.headers.get("x-api-key") != self.key:
+            return _anthropic_error(401, "authentication_error", "invalid x-api-key")
+        return JSONResponse({"input_tokens": 42})
+
+    # --- OpenAI ------------------------------------------------------------------------------
+
+    async def chat(self, request: Request) -> Response:
+        body = await self._record(request)
+        azure = "deployment" in request.path_params
+        given = (
+            request.headers.get("api-key")
+            if azure
+            else request.headers.get("authorization", "").removeprefix("Bearer ")
+        )
+        if given != self.key:
+            return _openai_error(401, "invalid_request_error", "Incorrect API key provided", "invalid_api_key")
+        turn = self._next()
+        if turn.status != 200:
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": f"mock error {turn.status}",
+                        "type": "server_error",
+                        "param": None,
+                        "code": None,
+                    }
+                },
+                status_code=turn.status,
+                headers=turn.headers,
+            )
+        if turn.garbage:
+            return Response(b"<html>bad gateway</html>", media_type="application/json")
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:20]}"
+        model = body.get("model") if isinstance(body, dict) else None
+        if not (isinstance(body, dict) and body.get("stream")):
+            message: dict[str, Any] = {"role": "assistant", "content": None if turn.tool else turn.text}
+            if turn.tool is not None:
+                message["tool_calls"] = [
+                    {
+                        "id": f"call_{uuid.uuid4().hex[:20]}",
+                        "type": "function",
+                        "function": {"name": turn.tool[0], "arguments": json.dumps(turn.tool[1])},
+                    }
+                ]
+            return JSONResponse(
+                {
+                    "id": completion_id,
+                    "object": "chat.completion",
+                    "created": 1,
+                    "model": model,
+                    "choices": [
+                        {"index": 0, "message": message, "finish_reason": "tool_calls" if turn.tool else "stop"}
+                    ],
+                    "usage": {"prompt_tokens": 13, "completion_tokens": 5, "total_tokens": 18},
+                }
+            )
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return StreamingResponse(
+            self._openai_stream(turn, completion_id, model, include_usage), media_type="text/event-stream"
+        )
+
+    async def _openai_stream(self, turn: Turn, completion_id: str, model: Any, include_usage: bool) -> Any:
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            data = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            return f"data: {json.dumps(data)}\n\n".encode()
+
+        parts = [chunk({"role": "assistant", "content": ""})]
+        if turn.tool is not None:
+            name, arguments = turn.tool
+            call_id = f"call_{uuid.uuid4().hex[:20]}"
+            first = {"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+            parts.append(chunk({"tool_calls": [first]}))
+            text = json.dumps(arguments)
+            for i in range(0, len(text), self.piece):
+                piece = {"index": 0, "function": {"arguments": text[i : i + self.piece]}}
+                parts.append(chunk({"tool_calls": [piece]}))
+            parts.append(chunk({}, "tool_calls"))
+        else:
+            for i in range(0, len(turn.text), self.piece):
+                parts.append(chunk({"content": turn.text[i : i + self.piece]}))
+            parts.append(chunk({}, "stop"))
+        if include_usage:
+            usage = {"prompt_tokens": 13, "completion_tokens": 5, "total_tokens": 18}
+            data = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": model,
+                "choices": [],
+                "usage": usage,
+            }
+            parts.append(f"data: {json.dumps(data)}\n\n".encode())
+        parts.append(b"data: [DONE]\n\n")
+        # Cut the bytes at awkward places (inside JSON, inside "data:"), as networks do.
+        blob = b"".join(parts)
+        pieces = [blob[i : i + 7] for i in range(0, len(blob), 7)]
+        for count, piece in enumerate(pieces):
+            if turn.break_after is not None and count >= turn.break_after:
+                raise RuntimeError("mock: connection broken on purpose")
+            if turn.hang_after is not None and count >= turn.hang_after:
+                await anyio.sleep_forever()
+            yield piece
+
+
+def _anthropic_block(turn: Turn) -> dict[str, Any]:
+    if turn.tool is not None:
+        return {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:20]}", "name": turn.tool[0], "input": turn.tool[1]}
+    return {"type": "text", "text": turn.text}
+
+
+def _anthropic_error(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(
+        {"type": "error", "error": {"type": kind, "message": message}}, status_code=status, headers=headers
+    )
+
+
+def _openai_error(status: int, kind: str, message: str, code: str | None = None) -> Response:
+    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": code}}, status_code=status)
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--key", default="test-provider-key")
+    parser.add_argument("--tool-call", nargs=2, metavar=("NAME", "JSON_ARGUMENTS"))
+    parser.add_argument("--text", default="Hello from the mock.")
+    parser.add_argument("--record", help="append every request as one JSON line to this file")
+    args = parser.parse_args()
+    provider = MockProvider(args.key)
+    provider.default = Turn(text=args.text)
+    if args.tool_call:
+        provider.tool_then_text = (args.tool_call[0], json.loads(args.tool_call[1]))
+    if args.record:
+        record_path = args.record
+        recorded = provider._record
+
+        async def record(request: Request) -> Any:
+            body = await recorded(request)
+            entry = provider.requests[-1]
+            line = json.dumps({"path": entry.path, "headers": entry.headers, "body": entry.body}) + "\n"
+            async with await anyio.open_file(record_path, "a", encoding="utf-8") as out:
+                await out.write(line)
+            return body
+
+        provider._record = record  # type: ignore[method-assign]
+    uvicorn.run(provider.app, host="127.0.0.1", port=args.port, log_level="warning")
+
+
+def _has_tool_result(body: Any) -> bool:
+    """Whether the conversation answers a tool call after the model's last turn (Anthropic or OpenAI shape)."""
+    if not isinstance(body, dict):
+        return False
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    after = messages
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].get("role") == "assistant":
+            after = messages[index + 1 :]
+            break
+    for message in after:
+        if message.get("role") == "tool":
+            return True
+        content = message.get("content")
+        if isinstance(content, list) and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content):
+            return True
+    return False
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,368 @@
+"""The LLM gateway end to end: the official `anthropic` and `openai` SDKs → mcpgw → mock providers.
+
+Every provider here is a real HTTP server speaking the real wire format and checking its own key
+(`tests/llm/mock_providers.py`); the gateway runs as it does in production, behind the same
+identity middleware as `/mcp`, with a virtual key from its store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anthropic
+import httpx2
+import openai
+import pytest
+
+from tests.conftest import RunningGateway, running_gateway
+from tests.llm.mock_providers import MockProvider, Turn
+from tests.serving import free_port, serve_asgi
+
+pytestmark = pytest.mark.anyio
+
+ANTHROPIC_KEY = "sk-ant-provider-key-for-tests"
+OPENAI_KEY = "sk-openai-provider-key-for-tests"
+CLAUDE_CODE_UA = "claude-cli/2.1.197 (external, sdk-cli)"
+WEATHER_ARGS = {"city": "Zürich", "units": "metric", "days": [1, 2, 3], "note": 'quote " and \\ backslash'}
+
+
+@dataclass
+class Lab:
+    gateway: RunningGateway
+    anthropic: MockProvider
+    openai: MockProvider
+    vk: str
+    clients: list[Any] = field(default_factory=list)
+
+    @property
+    def base(self) -> str:
+        return self.gateway.base_url
+
+    def anthropic_client(self, key: str | None = None, **options: Any) -> anthropic.AsyncAnthropic:
+        client = anthropic.AsyncAnthropic(
+            base_url=f"{self.base}/anthropic", api_key=key or self.vk, max_retries=0, **options
+        )
+        self.clients.append(client)
+        return client
+
+    def openai_client(self, key: str | None = None) -> openai.AsyncOpenAI:
+        client = openai.AsyncOpenAI(base_url=f"{self.base}/openai/v1", api_key=key or self.vk, max_retries=0)
+        self.clients.append(client)
+        return client
+
+    @property
+    def usage(self) -> list[Any]:
+        service = self.gateway.gateway.llm
+        assert service is not None
+        return service.usage.recent
+
+
+@contextlib.asynccontextmanager
+async def llm_lab(provider_options: dict[str, dict[str, Any]] | None = None, **llm: Any) -> AsyncIterator[Lab]:
+    options = provider_options or {}
+    anthropic_mock = MockProvider(ANTHROPIC_KEY)
+    openai_mock = MockProvider(OPENAI_KEY)
+    async with (
+        serve_asgi(anthropic_mock.app, free_port()) as anthropic_url,
+        serve_asgi(openai_mock.app, free_port()) as openai_url,
+    ):
+        settings = {
+            "providers": {
+                "anthropic": {"base_url": anthropic_url, "api_key": ANTHROPIC_KEY, **options.get("anthropic", {})},
+                "openai": {"base_url": f"{openai_url}/v1", "api_key": OPENAI_KEY, "models": ["gpt-5.5"]},
+            },
+            "routing_rules": [
+                {
+                    "name": "sonnet-model",
+                    "priority": 10,
+                    "when": {"model": "sonnet-model", "headers": {"user-agent": {"starts_with": "claude-cli"}}},
+                    "target": "anthropic/claude-sonnet-4-6",
+                    "fallbacks": ["openai/gpt-5.5"],
+                }
+            ],
+            **llm,
+        }
+        async with running_gateway({}, auth={"enforce_auth_on_inference": True}, llm=settings) as gateway:
+            assert gateway.gateway.store is not None
+            _, vk = await gateway.gateway.store.create_virtual_key("llm-tests", mcp_configs={})
+            lab = Lab(gateway, anthropic_mock, openai_mock, vk)
+            try:
+                yield lab
+            finally:
+                for client in lab.clients:
+                    await client.close()
+
+
+async def test_anthropic_client_reaches_anthropic_with_the_provider_key_and_everything_passed_through() -> None:
+    async with llm_lab() as lab:
+        client = lab.anthropic_client()
+        message = await client.messages.create(
+            model="claude-opus-4-8",
+            max_tokens=100,
+            system=[{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}],
+            messages=[{"role": "user", "content": "hi"}, {"role": "system", "content": "mid-conversation system"}],  # type: ignore[list-item]
+            extra_body={"thinking": {"type": "adaptive"}, "context_management": {"edits": []}, "future_field": 1},
+            extra_headers={"anthropic-beta": "context-1m-2025-08-07,effort-2025-11-24"},
+        )
+        assert message.content[0].type == "text" and message.content[0].text == "Hello from the mock."
+        [seen] = lab.anthropic.requests
+        assert seen.headers["x-api-key"] == ANTHROPIC_KEY
+        assert lab.vk not in json.dumps(seen.headers) and lab.vk not in json.dumps(seen.body)
+        assert seen.headers["anthropic-beta"] == "context-1m-2025-08-07,effort-2025-11-24"
+        assert seen.body["model"] == "claude-opus-4-8"
+        assert seen.body["thinking"] == {"type": "adaptive"} and seen.body["future_field"] == 1
+        assert seen.body["messages"][1] == {"role": "system", "content": "mid-conversation system"}
+        [event] = lab.usage
+        assert (event.provider, event.model, event.input_tokens, event.output_tokens) == (
+            "anthropic",
+            "claude-opus-4-8",
+            11,
+            7,
+        )
+        assert event.virtual_key_id is not None and event.status == 200
+
+
+async def test_a_routing_rule_rewrites_the_model_only_for_matching_requests() -> None:
+    async with llm_lab() as lab:
+        client = lab.anthropic_client()
+        await client.messages.create(
+            model="sonnet-model",
+            max_tokens=10,
+            messages=[{"role": "user", "content": "hi"}],
+            extra_headers={"user-agent": CLAUDE_CODE_UA},
+        )
+        await client.messages.create(
+            model="sonnet-model",
+            max_tokens=10,
+            messages=[{"role": "user", "content": "hi"}],
+            extra_headers={"user-agent": "curl/8"},
+        )
+        assert [r.body["model"] for r in lab.anthropic.requests] == ["claude-sonnet-4-6", "sonnet-model"]
+        assert [e.rule for e in lab.usage] == ["sonnet-model", None]
+
+
+async def test_anthropic_stream_is_relayed_with_the_full_event_sequence() -> None:
+    async with llm_lab() as lab:
+        client = lab.anthropic_client()
+        seen: list[str] = []
+        async with client.messages.stream(
+            model="claude-sonnet-4-6", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
+        ) as stream:
+            async for event in stream:
+                seen.append(event.type)
+            final = await stream.get_final_message()
+        assert final.content[0].type == "text" and final.content[0].text == "Hello from the mock."
+        assert seen[0] == "message_start" and seen[-1] == "message_stop"
+        assert lab.usage[-1].stream and lab.usage[-1].output_tokens == 7 and lab.usage[-1].ttfb_ms is not None
+
+
+async def test_anthropic_client_gets_a_streamed_tool_call_from_an_openai_provider_and_sends_the_result_back() -> None:
+    async with llm_lab() as lab:
+        lab.openai.script(Turn(tool=("get_weather", WEATHER_ARGS)), Turn(text="It is sunny."))
+        client = lab.anthropic_client()
+        tools = [
+            {
+                "name": "get_weather",
+                "description": "Weather for a city",
+                "input_schema": {
+                    "$schema": "https://json-schema.org/draft/2020-12/schema",
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                },
+            }
+        ]
+        messages: list[Any] = [{"role": "user", "content": "weather?"}]
+        async with client.messages.stream(
+            model="openai/gpt-5.5",
+            max_tokens=200,
+            tools=tools,  # type: ignore[arg-type]
+            messages=messages,
+            extra_body={"thinking": {"type": "adaptive"}, "output_config": {"effort": "low"}},
+        ) as stream:
+            first = await stream.get_final_message()
+        [call] = [b for b in first.content if b.type == "tool_use"]
+        assert call.name == "get_weather" and call.input == WEATHER_ARGS
+        assert first.stop_reason == "tool_use"
+        sent = lab.openai.requests[0]
+        assert sent.headers["authorization"] == f"Bearer {OPENAI_KEY}"
+        assert sent.body["model"] == "gpt-5.5" and sent.body["reasoning_effort"] == "low"
+        assert sent.body["tools"][0]["function"]["parameters"] == {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+        }
+        assert "thinking" not in sent.body and "output_config" not in sent.body
+
+        messages += [
+            {"role": "assistant", "content": [c.model_dump() for c in first.content]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny, 21°C"}]},
+        ]
+        second = await client.messages.create(model="openai/gpt-5.5", max_tokens=200, tools=tools, messages=messages)  # type: ignore[arg-type]
+        assert second.content[0].type == "text" and second.content[0].text == "It is sunny."
+        followup = lab.openai.requests[1].body["messages"]
+        assert followup[1]["tool_calls"][0]["id"] == call.id
+        assert json.loads(followup[1]["tool_calls"][0]["function"]["arguments"]) == WEATHER_ARGS
+        assert followup[2] == {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21°C"}
+
+
+async def test_openai_client_reaches_openai_and_streams() -> None:
+    async with llm_lab() as lab:
+        client = lab.openai_client()
+        completion = await client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "hi"}])
+        assert completion.choices[0].message.content == "Hello from the mock."
+        stream = await client.chat.completions.create(
+            model="gpt-5.5",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+        assert text == "Hello from the mock."
+        assert [r.headers["authorization"] for r in lab.openai.requests] == [f"Bearer {OPENAI_KEY}"] * 2
+        assert lab.usage[-1].input_tokens == 13 and lab.usage[-1].output_tokens == 5
+
+
+async def test_openai_client_gets_an_exact_tool_call_from_an_anthropic_provider() -> None:
+    async with llm_lab() as lab:
+        lab.anthropic.script(Turn(tool=("get_weather", WEATHER_ARGS)), Turn(tool=("get_weather", WEATHER_ARGS)))
+        client = lab.openai_client()
+        tools: Any = [
+            {
+                "type": "function",
+                "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
+            }
+        ]
+        messages: Any = [{"role": "system", "content": "sys"}, {"role": "user", "content": "weather?"}]
+        stream = await client.chat.completions.create(
+            model="anthropic/claude-sonnet-4-6", messages=messages, tools=tools, stream=True
+        )
+        arguments = ""
+        names = []
+        finish = None
+        async for chunk in stream:
+            for choice in chunk.choices:
+                for call in choice.delta.tool_calls or ():
+                    if call.function and call.function.name:
+                        names.append(call.function.name)
+                    if call.function and call.function.arguments:
+                        arguments += call.function.arguments
+                finish = choice.finish_reason or finish
+        assert names == ["get_weather"] and json.loads(arguments) == WEATHER_ARGS and finish == "tool_calls"
+        whole = await client.chat.completions.create(
+            model="anthropic/claude-sonnet-4-6", messages=messages, tools=tools
+        )
+        [call] = whole.choices[0].message.tool_calls or []
+        assert json.loads(call.function.arguments) == WEATHER_ARGS  # type: ignore[union-attr]
+        sent = lab.anthropic.requests[0].body
+        assert sent["system"] == [{"type": "text", "text": "sys"}] and sent["max_tokens"] == 4096
+        assert sent["tools"] == [{"name": "get_weather", "input_schema": {"type": "object", "properties": {}}}]
+
+
+async def test_a_failing_provider_falls_back_before_anything_was_streamed() -> None:
+    async with llm_lab() as lab:
+        lab.anthropic.script(Turn(status=529))
+        client = lab.anthropic_client()
+        async with client.messages.stream(
+            model="sonnet-model",
+            max_tokens=10,
+            messages=[{"role": "user", "content": "hi"}],
+            extra_headers={"user-agent": CLAUDE_CODE_UA},
+        ) as stream:
+            final = await stream.get_final_message()
+        assert final.content[0].type == "text" and final.content[0].text == "Hello from the mock."
+        assert len(lab.anthropic.requests) == 1 and len(lab.openai.requests) == 1
+        event = lab.usage[-1]
+        assert event.fallback and event.provider == "openai" and event.model == "gpt-5.5" and event.status == 200
+
+
+async def test_auth_failures_are_final_and_in_each_apis_shape() -> None:
+    async with llm_lab() as lab:
+        with pytest.raises(anthropic.AuthenticationError) as refused:
+            await lab.anthropic_client(key="sk-mcpgw-not-a-key").messages.create(
+                model="claude-sonnet-4-6", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+            )
+        assert refused.value.response.headers["x-should-retry"] == "false"
+        assert refused.value.body == {
+            "type": "error",
+            "error": {"type": "authentication_error", "message": "virtual key not found"},
+        }
+        with pytest.raises(openai.AuthenticationError) as openai_refused:
+            await lab.openai_client(key="nonsense").chat.completions.create(
+                model="gpt-5.5", messages=[{"role": "user", "content": "hi"}]
+            )
+        assert "authentication required" in str(openai_refused.value)
+        assert not lab.anthropic.requests and not lab.openai.requests
+
+
+async def test_x_bf_vk_wins_over_a_foreign_bearer_token() -> None:
+    """Claude Code with ANTHROPIC_CUSTOM_HEADERS='x-bf-vk: …' also sends its dummy ANTHROPIC_AUTH_TOKEN."""
+    async with llm_lab() as lab:
+        client = lab.anthropic_client(key="dummy-token", default_headers={"x-bf-vk": lab.vk})
+        client.api_key = "dummy-token"
+        message = await client.messages.create(
+            model="claude-sonnet-4-6", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+        )
+        assert message.content[0].type == "text"
+
+
+async def test_bad_requests_get_clear_errors_in_the_apis_shape() -> None:
+    async with llm_lab(max_body_bytes=4096) as lab:
+        client = lab.anthropic_client()
+        with pytest.raises(anthropic.BadRequestError, match="provider 'bedrock' is not configured"):
+            await client.messages.create(
+                model="bedrock/global.anthropic.claude-sonnet-4-6",
+                max_tokens=5,
+                messages=[{"role": "user", "content": "hi"}],
+            )
+        headers = {"authorization": f"Bearer {lab.vk}", "content-type": "application/json"}
+        async with httpx2.AsyncClient(base_url=lab.base) as http:
+            broken = await http.post("/anthropic/v1/messages?beta=true", content=b"{not json", headers=headers)
+            assert broken.status_code == 400
+            assert broken.json()["error"] == {
+                "type": "invalid_request_error",
+                "message": "the request body is not valid JSON",
+            }
+            huge = await http.post("/openai/v1/chat/completions", content=b"x" * 5000, headers=headers)
+            assert huge.status_code == 413 and huge.json()["error"]["type"] == "invalid_request_error"
+            no_model = await http.post("/anthropic/v1/messages", json={"messages": []}, headers=headers)
+            assert no_model.status_code == 400 and "`model` is required" in no_model.text
+            probe = await http.head("/anthropic")
+            assert probe.status_code == 200  # Claude Code's start-up probe, without credentials
+            models = await http.get("/anthropic/v1/models", headers=headers)
+            assert [m["id"] for m in models.json()["data"]] == ["sonnet-model", "openai/gpt-5.5"]
+        assert not lab.anthropic.requests
+
+
+async def test_provider_garbage_and_a_stream_that_stops_mid_way_end_with_an_error_not_a_hang() -> None:
+    async with llm_lab(provider_options={"anthropic": {"timeout": 1}}) as lab:
+        lab.anthropic.script(Turn(garbage=True))
+        client = lab.openai_client()
+        with pytest.raises(openai.APIStatusError) as garbage:
+            await client.chat.completions.create(
+                model="anthropic/claude-sonnet-4-6", messages=[{"role": "user", "content": "hi"}]
+            )
+        assert garbage.value.status_code == 502 and "not JSON" in str(garbage.value)
+
+        lab.anthropic.script(Turn(hang_after=3))
+        anthropic_client = lab.anthropic_client()
+        with pytest.raises(anthropic.APIStatusError, match="timed out mid-stream"):
+            async with anthropic_client.messages.stream(
+                model="claude-sonnet-4-6", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+            ) as stream:
+                async for _ in stream:
+                    pass
+        assert lab.usage[-1].status == 502 and "timed out" in (lab.usage[-1].error or "")
+
+
+async def test_count_tokens_goes_to_anthropic_family_providers_only() -> None:
+    async with llm_lab() as lab:
+        client = lab.anthropic_client()
+        counted = await client.messages.count_tokens(
+            model="claude-sonnet-4-6", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert counted.input_tokens == 42
+        with pytest.raises(anthropic.NotFoundError, match="only available for Anthropic-family providers"):
+            await client.messages.count_tokens(model="openai/gpt-5.5", messages=[{"role": "user", "content": "hi"}])
