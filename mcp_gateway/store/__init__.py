@@ -20,7 +20,8 @@ from mcp_gateway.store.records import (
     UserRecord,
     VirtualKeyRecord,
 )
-from mcp_gateway.store.repository import MirrorResult, Store, open_store
+from mcp_gateway.store.repository import Store, open_store
+from mcp_gateway.store.upstreams import MirrorResult
 
 __all__ = [
     "UNSET",

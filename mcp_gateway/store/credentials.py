@@ -23,8 +23,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from mcp_gateway.store.base import _completes
 from mcp_gateway.store.models import StoredCredential, StoreRevision, VaultKey, new_id
-from mcp_gateway.store.repository import Store, _completes
+from mcp_gateway.store.repository import Store
 
 _CREDENTIAL_TABLE = cast(Table, StoredCredential.__table__)  # type: ignore[attr-defined]
 # Any 64-bit constant, the same in every process sharing a database; distinct from the migration lock.
