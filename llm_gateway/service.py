@@ -25,7 +25,7 @@ from typing import Any
 import httpx2
 
 from llm_gateway.errors import Api, LlmError, error_body, message_of
-from llm_gateway.providers import AnthropicProvider, OpenAIProvider, Provider, ProviderFailure, build_providers
+from llm_gateway.providers import AnthropicFamily, OpenAIProvider, Provider, ProviderFailure, build_providers
 from llm_gateway.routing import RequestFacts, Route, Router, RoutingError, Target
 from llm_gateway.translate import anthropic_to_openai as a2o
 from llm_gateway.translate import openai_to_anthropic as o2a
@@ -132,13 +132,15 @@ class LlmService:
             raise LlmError(400, exc.message) from None
         target = route.targets[0]
         provider = self.providers.get(target.provider)
-        if not isinstance(provider, AnthropicProvider):
+        if not isinstance(provider, AnthropicFamily):
             raise LlmError(404, f"token counting is only available for Anthropic-family providers, not {target}")
         _, key = provider.pick_key()
         try:
-            response = await provider.count_tokens(dumps({**body, "model": target.model}), key, headers)
+            response = await provider.count_tokens(body, target.model, key, headers)
         except ProviderFailure as failure:
             return self._failure_reply("anthropic", failure, False)
+        if response is None:
+            raise LlmError(404, f"token counting is not available through provider {target.provider}")
         try:
             data = await response.aread()
         finally:
@@ -157,12 +159,12 @@ class LlmService:
         started: float,
     ) -> Reply:
         stream = bool(body.get("stream"))
-        if api == "anthropic" and isinstance(provider, AnthropicProvider):
-            response = await provider.messages(dumps({**body, "model": target.model}), key, headers)
-            return await self._relay(api, response, event, started, stream, _anthropic_usage)
+        if api == "anthropic" and isinstance(provider, AnthropicFamily):
+            response = await provider.messages(body, target.model, key, headers)
+            return await self._relay(api, response, provider.events(response), event, started, stream, _anthropic_usage)
         if api == "openai" and isinstance(provider, OpenAIProvider):
             response = await provider.chat(dumps({**body, "model": target.model}), key, target.model)
-            return await self._relay(api, response, event, started, stream, _openai_usage)
+            return await self._relay(api, response, response.aiter_bytes(), event, started, stream, _openai_usage)
         if api == "anthropic" and isinstance(provider, OpenAIProvider):
             converted = a2o.request(
                 body,
@@ -180,14 +182,14 @@ class LlmService:
             data = await _read_json(response, provider.name)
             answer = a2o.response(data, body["model"])
             return self._whole(answer, event, started, _anthropic_counts(answer["usage"]))
-        if api == "openai" and isinstance(provider, AnthropicProvider):
+        if api == "openai" and isinstance(provider, AnthropicFamily):
             converted = o2a.request(body, target.model)
-            response = await provider.messages(dumps(converted), key, {})
+            response = await provider.messages(converted, target.model, key, {})
             if stream:
                 options = body.get("stream_options")
                 include = isinstance(options, dict) and bool(options.get("include_usage"))
                 o_translator = o2a.StreamTranslator(body["model"], include_usage=include)
-                chunks = o2a.stream(response.aiter_bytes(), o_translator)
+                chunks = o2a.stream(provider.events(response), o_translator)
                 return self._streaming(
                     api, response, chunks, event, started, lambda: _anthropic_counts(o_translator.usage)
                 )
@@ -200,18 +202,20 @@ class LlmService:
         self,
         api: Api,
         response: httpx2.Response,
+        body_chunks: AsyncIterator[bytes],
         event: UsageEvent,
         started: float,
         stream: bool,
         counts_of: Callable[[Any], tuple[int, int, int, int] | None],
     ) -> Reply:
         """Same wire format both sides: the provider's bytes go to the client as they are."""
-        if stream and response.headers.get("content-type", "").startswith("text/event-stream"):
+        content_type = response.headers.get("content-type", "")
+        if stream and not content_type.startswith("application/json"):
             parser = SseParser()
             counts: list[tuple[int, int, int, int]] = []
 
             async def chunks() -> AsyncIterator[bytes]:
-                async for chunk in response.aiter_bytes():
+                async for chunk in body_chunks:
                     yield chunk
                     for sse_event in parser.feed(chunk):
                         found = _counts_in(sse_event.data, counts_of)
@@ -274,27 +278,33 @@ class LlmService:
         return Reply(200, stream=relay(), headers=dict(_SSE_HEADERS))
 
     def _failure_reply(self, api: Api, failure: ProviderFailure, had_fallbacks: bool) -> Reply:
-        """The last provider failure, in the client's format; a provider's own body when the formats match."""
+        """The last provider failure, in the client's format.
+
+        A provider's own error body goes through when it already is in the client API's shape. A
+        provider refusing the gateway's own credentials (401/403) is the operator's problem, not the
+        caller's: it becomes a 502 that names the provider setting, with `x-should-retry: false`.
+        """
         status = failure.status or 502
-        provider = self.providers.get(failure.provider)
-        same_format = provider is not None and provider.family == api and failure.body
-        if same_format and _is_json(failure.body):
+        body = _json_or_none(failure.body)
+        if failure.status not in (401, 403) and _in_api_shape(api, body):
             headers = {k: v for k, v in failure.headers.items() if k in ("retry-after", "x-should-retry")}
             return Reply(status, body=failure.body, headers=headers)
-        message = failure.message
-        if failure.body:
-            try:
-                detail = message_of(loads(failure.body))
-            except ValueError:
-                detail = None
-            if detail:
-                message = f"{message}: {detail}"
+        detail = message_of(body) if body is not None else None
+        message = failure.message + (f": {detail}" if detail else "")
+        extra: dict[str, str] = {}
+        if failure.status in (401, 403):
+            message = (
+                f"provider {failure.provider} refused the gateway's credentials (HTTP {failure.status})"
+                + (f": {detail}" if detail else "")
+                + f"; an administrator must fix llm.providers.{failure.provider}"
+            )
+            status, extra = 502, {"x-should-retry": "false"}
         if had_fallbacks:
             message += " (every fallback failed too)"
         if failure.status is None:
             status = 529 if api == "anthropic" else 502
         error = LlmError(status, message, retry_after=failure.retry_after)
-        return Reply(status, body=dumps(error_body(api, status, message)), headers=error.headers())
+        return Reply(status, body=dumps(error_body(api, status, message)), headers={**error.headers(), **extra})
 
 
 def _usage_event(api: Api, model: str, identity: Identity | None, *, stream: bool) -> UsageEvent:
@@ -382,12 +392,20 @@ def _apply(event: UsageEvent, counts: tuple[int, int, int, int] | None) -> None:
         event.input_tokens, event.output_tokens, event.cache_read_tokens, event.cache_write_tokens = counts
 
 
-def _is_json(data: bytes) -> bool:
+def _json_or_none(data: bytes) -> Any:
+    if not data:
+        return None
     try:
-        loads(data)
+        return loads(data)
     except ValueError:
+        return None
+
+
+def _in_api_shape(api: Api, body: Any) -> bool:
+    """Whether a provider's error body is already what `api`'s clients parse."""
+    if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
         return False
-    return True
+    return body.get("type") == "error" if api == "anthropic" else "message" in body["error"]
 
 
 def _short(failure: ProviderFailure) -> str:

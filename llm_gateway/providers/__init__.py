@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from llm_gateway.providers.anthropic import AnthropicProvider
+from llm_gateway.providers.anthropic import AnthropicFamily, AnthropicProvider
 from llm_gateway.providers.base import Family, Provider, ProviderFailure
+from llm_gateway.providers.bedrock import BedrockProvider
 from llm_gateway.providers.openai import OpenAIProvider
+from llm_gateway.providers.vertex import VertexProvider
 from mcp_gateway.config_llm import ProviderConfig
 
-__all__ = ["AnthropicProvider", "Family", "OpenAIProvider", "Provider", "ProviderFailure", "build_providers"]
+__all__ = [
+    "AnthropicFamily",
+    "AnthropicProvider",
+    "BedrockProvider",
+    "Family",
+    "OpenAIProvider",
+    "Provider",
+    "ProviderFailure",
+    "VertexProvider",
+    "build_providers",
+]
 
 
 def build_providers(settings: dict[str, ProviderConfig]) -> dict[str, Provider]:
@@ -16,6 +28,10 @@ def build_providers(settings: dict[str, ProviderConfig]) -> dict[str, Provider]:
     for name, config in settings.items():
         if config.kind == "anthropic":
             providers[name] = AnthropicProvider(name, config)
+        elif config.kind == "bedrock":
+            providers[name] = BedrockProvider(name, config)
+        elif config.kind == "vertex":
+            providers[name] = VertexProvider(name, config)
         elif config.kind in ("openai", "openai_compatible", "azure"):
             providers[name] = OpenAIProvider(name, config)
     return providers

@@ -1,25 +1,50 @@
-"""Anthropic's Messages API (`api.anthropic.com` or anything that speaks it): bodies go through as they came.
+"""Providers that speak Anthropic's Messages API: Anthropic itself, and the base of Bedrock and Vertex Claude.
 
-The client's body is forwarded with only `model` replaced: fields the gateway does not know
-(`thinking`, `context_management`, `output_config`, `cache_control`, `role: "system"` entries,
-tool search blocks) reach the provider untouched, and `anthropic-beta` / `anthropic-version`
-are passed on. The caller's credentials never are: the provider gets the gateway's key.
+The client's body is forwarded as it came, with only what the provider's variant requires
+changed (`model` here; Bedrock and Vertex move it into the URL and add their `anthropic_version`):
+fields the gateway does not know (`thinking`, `context_management`, `output_config`,
+`cache_control`, `role: "system"` entries, tool search blocks) reach the provider untouched, and
+`anthropic-beta` / `anthropic-version` are passed on. The caller's credentials never are: the
+provider gets the gateway's own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import httpx2
 
 from llm_gateway.providers.base import Family, Provider
+from llm_gateway.wire import dumps
 
 ANTHROPIC_VERSION = "2023-06-01"
 PASSED_HEADERS = ("anthropic-beta", "anthropic-version")
 
 
-class AnthropicProvider(Provider):
+class AnthropicFamily(Provider):
+    """What the service needs of any Anthropic-family provider: send a Messages body, read its event stream."""
+
     family: Family = "anthropic"
+
+    async def messages(
+        self, body: Mapping[str, Any], model: str, key: str | None, client_headers: Mapping[str, str]
+    ) -> httpx2.Response:
+        raise NotImplementedError
+
+    async def count_tokens(
+        self, body: Mapping[str, Any], model: str, key: str | None, client_headers: Mapping[str, str]
+    ) -> httpx2.Response | None:
+        """None: this provider cannot count tokens."""
+        return None
+
+    def events(self, response: httpx2.Response) -> AsyncIterator[bytes]:
+        """The answer's stream as Anthropic server-sent events (bytes as they arrive)."""
+        return response.aiter_bytes()
+
+
+class AnthropicProvider(AnthropicFamily):
+    """`api.anthropic.com` (or anything that speaks it, e.g. Claude on Azure AI Foundry)."""
 
     def headers(self, key: str | None, client_headers: Mapping[str, str]) -> dict[str, str]:
         headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
@@ -31,8 +56,20 @@ class AnthropicProvider(Provider):
             headers["x-api-key"] = key
         return headers
 
-    async def messages(self, body: bytes, key: str | None, client_headers: Mapping[str, str]) -> httpx2.Response:
-        return await self.open(f"{self.base_url}/v1/messages", body, self.headers(key, client_headers))
+    async def messages(
+        self, body: Mapping[str, Any], model: str, key: str | None, client_headers: Mapping[str, str]
+    ) -> httpx2.Response:
+        data = dumps({**body, "model": model})
+        return await self.open(f"{self.base_url}/v1/messages", data, self.headers(key, client_headers))
 
-    async def count_tokens(self, body: bytes, key: str | None, client_headers: Mapping[str, str]) -> httpx2.Response:
-        return await self.open(f"{self.base_url}/v1/messages/count_tokens", body, self.headers(key, client_headers))
+    async def count_tokens(
+        self, body: Mapping[str, Any], model: str, key: str | None, client_headers: Mapping[str, str]
+    ) -> httpx2.Response | None:
+        data = dumps({**body, "model": model})
+        return await self.open(f"{self.base_url}/v1/messages/count_tokens", data, self.headers(key, client_headers))
+
+
+def beta_list(client_headers: Mapping[str, str]) -> list[str]:
+    """`anthropic-beta: a,b` as the list Bedrock and Vertex take in the body."""
+    value = client_headers.get("anthropic-beta", "")
+    return [item.strip() for item in value.split(",") if item.strip()]

@@ -6,6 +6,7 @@
 - `upstreams`: `tools` and `upstream list|reconnect|authorize`
 - `keys`: `vk ...` (virtual keys); `users`: `user ...`; `audit`: `audit tail`
 - `vault`: `creds ...` and `vault rotate|reset`
+- `routes`: `route explain` (model routing of the LLM gateway)
 - `_output` (printing and failing), `_state` (how each group reaches the state it needs: the config
   file, upstreams started here, a running gateway, or the store), `_grants` (the `--allow` syntax),
   `_sse_starlette` (the one sse_starlette internal `serve` relies on)
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import typer
 
-from mcp_gateway.cli import audit, keys, serve, upstreams, users, vault
+from mcp_gateway.cli import audit, keys, routes, serve, upstreams, users, vault
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="mcpgw: one MCP endpoint for many MCP servers.")
 
@@ -33,6 +34,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(users.app, name="user")
 app.add_typer(vault.vault_app, name="vault")
 app.add_typer(vault.creds_app, name="creds")
+app.add_typer(routes.app, name="route")
 
 __all__ = ["app", "main"]
 
