@@ -29,7 +29,7 @@ from llm_gateway.providers import AnthropicFamily, OpenAIProvider, Provider, Pro
 from llm_gateway.routing import RequestFacts, Route, Router, RoutingError, Target
 from llm_gateway.translate import anthropic_to_openai as a2o
 from llm_gateway.translate import openai_to_anthropic as o2a
-from llm_gateway.usage import UsageEvent, UsageLog
+from llm_gateway.usage import UsageEvent, UsageLog, cost_of
 from llm_gateway.wire import SseParser, dumps, loads, sse
 from mcp_gateway.config_llm import LlmSettings
 from mcp_gateway.identity import Identity
@@ -65,6 +65,10 @@ class LlmService:
         self.providers: dict[str, Provider] = build_providers(settings.providers)
         self.usage = usage or UsageLog()
         self._clock = clock
+
+    def _record(self, event: UsageEvent) -> None:
+        event.cost_usd = cost_of(event, self.settings.prices)
+        self.usage.record(event)
 
     async def aclose(self) -> None:
         for provider in self.providers.values():
@@ -116,7 +120,7 @@ class LlmService:
         event.status = last.status or 502
         event.error = last.message
         event.duration_ms = (self._clock() - started) * 1000
-        self.usage.record(event)
+        self._record(event)
         return self._failure_reply(api, last, len(route.targets) > 1)
 
     async def count_tokens(self, body: Any, headers: Mapping[str, str], identity: Identity | None) -> Reply:
@@ -244,7 +248,7 @@ class LlmService:
     ) -> Reply:
         _apply(event, counts)
         event.duration_ms = event.ttfb_ms = (self._clock() - started) * 1000
-        self.usage.record(event)
+        self._record(event)
         return Reply(200, body=data)
 
     def _streaming(
@@ -273,7 +277,7 @@ class LlmService:
                 await response.aclose()
                 _apply(event, counts())
                 event.duration_ms = (clock() - started) * 1000
-                self.usage.record(event)
+                self._record(event)
 
         return Reply(200, stream=relay(), headers=dict(_SSE_HEADERS))
 

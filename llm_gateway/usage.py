@@ -7,12 +7,17 @@ batches to the sink (the store). Nothing of the prompt or the completion is kept
 
 from __future__ import annotations
 
+import fnmatch
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import anyio
+
+from mcp_gateway.config_llm import LlmSettings, ModelPrice
+from mcp_gateway.metrics import Metrics
+from mcp_gateway.store.records import LlmUsageIn
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +50,38 @@ class UsageEvent:
     attempts: int = 0
     duration_ms: float = 0.0
     ttfb_ms: float | None = None
+    cost_usd: float | None = None
     ts: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+def price_of(prices: Mapping[str, ModelPrice], provider: str | None, model: str | None) -> ModelPrice | None:
+    """The price for `provider/model`: an exact "provider/model", then the bare model, then the first glob."""
+    if provider is None or model is None or not prices:
+        return None
+    qualified = f"{provider}/{model}"
+    found = prices.get(qualified) or prices.get(model)
+    if found is not None:
+        return found
+    for pattern, price in prices.items():
+        if fnmatch.fnmatchcase(qualified, pattern) or fnmatch.fnmatchcase(model, pattern):
+            return price
+    return None
+
+
+def cost_of(event: UsageEvent, prices: Mapping[str, ModelPrice]) -> float | None:
+    """USD for one request's tokens; None when its model has no price."""
+    price = price_of(prices, event.provider, event.model)
+    if price is None:
+        return None
+    cache_read = price.cache_read if price.cache_read is not None else price.input
+    cache_write = price.cache_write if price.cache_write is not None else price.input
+    total = (
+        event.input_tokens * price.input
+        + event.output_tokens * price.output
+        + event.cache_read_tokens * cache_read
+        + event.cache_write_tokens * cache_write
+    )
+    return total / 1_000_000
 
 
 UsageSink = Callable[[Sequence[UsageEvent]], Awaitable[None]]
@@ -100,3 +136,58 @@ class UsageLog:
         except Exception as exc:  # the store is down: keep the events for the next flush
             self._buffer = batch + self._buffer
             logger.warning("usage log: cannot write %d events: %s", len(batch), exc)
+
+
+def usage_row(event: UsageEvent) -> LlmUsageIn:
+    """The store's row for an event."""
+    return LlmUsageIn(
+        api=event.api,
+        requested_model=event.requested_model,
+        status=event.status,
+        identity_mode=event.identity_mode,
+        subject=event.subject,
+        virtual_key_id=event.virtual_key_id,
+        provider=event.provider,
+        model=event.model,
+        rule=event.rule,
+        input_tokens=event.input_tokens,
+        output_tokens=event.output_tokens,
+        cache_read_tokens=event.cache_read_tokens,
+        cache_write_tokens=event.cache_write_tokens,
+        cost_usd=event.cost_usd,
+        error=event.error,
+        stream=event.stream,
+        fallback=event.fallback,
+        attempts=event.attempts,
+        duration_ms=event.duration_ms,
+        ttfb_ms=event.ttfb_ms,
+        ts=event.ts,
+    )
+
+
+OTHER_MODEL = "_other"
+"""Metric label for a model the configuration does not name: client input never becomes a label."""
+
+
+def known_models(settings: LlmSettings) -> frozenset[str]:
+    """`provider/model` names the configuration mentions (rule targets, aliases, provider model lists)."""
+    names: set[str] = set(settings.aliases.values())
+    for rule in settings.routing_rules:
+        names.update(t for t in (rule.target, *rule.fallbacks) if t)
+        names.update(t.target for t in rule.targets)
+    for provider, config in settings.providers.items():
+        names.update(f"{provider}/{model}" for model in config.models)
+    return frozenset(names)
+
+
+def observe_llm(metrics: Metrics, event: UsageEvent, known: frozenset[str]) -> None:
+    """Feed one event to the Prometheus metrics, with the model label bounded by `known`."""
+    qualified = f"{event.provider}/{event.model}"
+    tokens = {
+        "input": event.input_tokens,
+        "output": event.output_tokens,
+        "cache_read": event.cache_read_tokens,
+        "cache_write": event.cache_write_tokens,
+    }
+    model = qualified if qualified in known else OTHER_MODEL
+    metrics.observe_llm(event.provider, model, event.status, tokens, event.duration_ms, event.ttfb_ms)

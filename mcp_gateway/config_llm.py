@@ -145,6 +145,15 @@ class RoutingRule(_Strict):
         return self
 
 
+class ModelPrice(_Strict):
+    """USD per million tokens; cache reads and writes cost the input price unless given."""
+
+    input: float = Field(default=0.0, ge=0)
+    output: float = Field(default=0.0, ge=0)
+    cache_read: float | None = Field(default=None, ge=0)
+    cache_write: float | None = Field(default=None, ge=0)
+
+
 class LlmSettings(_Strict):
     """The LLM gateway: `/anthropic` and `/openai` on the same port as `/mcp`."""
 
@@ -152,6 +161,11 @@ class LlmSettings(_Strict):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     aliases: dict[str, str] = Field(default_factory=dict, description="Model name → provider/model.")
     routing_rules: list[RoutingRule] = Field(default_factory=list)
+    prices: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        description='Prices by "provider/model", "model" or a glob of either (e.g. "openai/gpt-5*"); for cost '
+        "in `mcpgw usage` and USD budgets. Requests to unpriced models cost nothing.",
+    )
     log_bodies: bool = Field(default=False, description="Keep prompts and completions in the usage log (off).")
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0, description="Largest request body accepted.")
 

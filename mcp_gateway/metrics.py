@@ -6,7 +6,7 @@ counts are read from the gateway at scrape time, so there is no bookkeeping to g
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -60,6 +60,32 @@ class Metrics:
             ["path", "status"],
             registry=self.registry,
         )
+        self.llm_requests = Counter(
+            "mcpgw_llm_requests",
+            "Model requests (/anthropic, /openai) by provider, model and HTTP status.",
+            ["provider", "model", "status"],
+            registry=self.registry,
+        )
+        self.llm_tokens = Counter(
+            "mcpgw_llm_tokens",
+            "Tokens by provider, model and kind (input, output, cache_read, cache_write).",
+            ["provider", "model", "kind"],
+            registry=self.registry,
+        )
+        self.llm_duration = Histogram(
+            "mcpgw_llm_request_duration_seconds",
+            "Time from a model request arriving to its last byte, by provider.",
+            ["provider"],
+            buckets=_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.llm_ttfb = Histogram(
+            "mcpgw_llm_time_to_first_byte_seconds",
+            "Time from a model request arriving to its first byte out, by provider.",
+            ["provider"],
+            buckets=_DURATION_BUCKETS,
+            registry=self.registry,
+        )
         self.registry.register(_GatewayCollector(manager, clients, invalid_upstreams))
         # Children by label values: one dict lookup per call instead of `labels()`'s lock and checks.
         self._calls: dict[tuple[str, str, str], Any] = {}
@@ -84,6 +110,25 @@ class Metrics:
         if histogram is None:
             histogram = self._durations[upstream] = self.tool_call_duration.labels(upstream)
         histogram.observe(event.duration_ms / 1000)
+
+    def observe_llm(
+        self,
+        provider: str | None,
+        model: str,
+        status: int,
+        tokens: Mapping[str, int],
+        duration_ms: float,
+        ttfb_ms: float | None,
+    ) -> None:
+        """Count one finished model request; `model` must already be a bounded label (see the LLM gateway)."""
+        provider = provider or UNKNOWN
+        self.llm_requests.labels(provider, model, str(status)).inc()
+        for kind, count in tokens.items():
+            if count:
+                self.llm_tokens.labels(provider, model, kind).inc(count)
+        self.llm_duration.labels(provider).observe(duration_ms / 1000)
+        if ttfb_ms is not None:
+            self.llm_ttfb.labels(provider).observe(ttfb_ms / 1000)
 
     def http_response(self, path: str, status: int) -> None:
         key = (path, status)

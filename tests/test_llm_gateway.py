@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anthropic
+import anyio
 import httpx2
 import openai
 import pytest
@@ -26,6 +30,7 @@ pytestmark = pytest.mark.anyio
 
 ANTHROPIC_KEY = "sk-ant-provider-key-for-tests"
 OPENAI_KEY = "sk-openai-provider-key-for-tests"
+MCPGW = Path(sys.executable).parent / "mcpgw"
 CLAUDE_CODE_UA = "claude-cli/2.1.197 (external, sdk-cli)"
 WEATHER_ARGS = {"city": "Zürich", "units": "metric", "days": [1, 2, 3], "note": 'quote " and \\ backslash'}
 
@@ -366,3 +371,39 @@ async def test_count_tokens_goes_to_anthropic_family_providers_only() -> None:
         assert counted.input_tokens == 42
         with pytest.raises(anthropic.NotFoundError, match="only available for Anthropic-family providers"):
             await client.messages.count_tokens(model="openai/gpt-5.5", messages=[{"role": "user", "content": "hi"}])
+
+
+async def test_usage_is_stored_priced_and_reported_by_the_cli_and_metrics() -> None:
+    prices = {
+        "anthropic/claude-sonnet-4-6": {"input": 3.0, "output": 15.0, "cache_read": 0.3},
+        "openai/*": {"input": 1.0},
+    }
+    async with llm_lab(prices=prices) as lab:
+        client = lab.anthropic_client()
+        for model in ("claude-sonnet-4-6", "claude-sonnet-4-6", "openai/gpt-5.5"):
+            await client.messages.create(model=model, max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+        service = lab.gateway.gateway.llm
+        store = lab.gateway.gateway.store
+        assert service is not None and store is not None
+        await service.usage.flush()
+        by_model = {t.key: t for t in await store.llm_usage_totals(by="model")}
+        sonnet = by_model["anthropic/claude-sonnet-4-6"]
+        # 11 input, 7 output, 3 cache reads per mock answer: (11*3 + 7*15 + 3*0.3) / 1e6 each
+        assert sonnet.requests == 2 and sonnet.cost_usd == pytest.approx(2 * (33 + 105 + 0.9) / 1e6)
+        assert by_model["openai/gpt-5.5"].cost_usd == pytest.approx(13 / 1e6)
+        url = str(lab.gateway.gateway.database_url)
+        done = await anyio.run_process(
+            [str(MCPGW), "usage", "--by", "model", "--json"], env={**os.environ, "DATABASE_URL": url}, check=False
+        )
+        report = json.loads(done.stdout)
+        assert {row["key"]: row["requests"] for row in report["rows"]} == {
+            "anthropic/claude-sonnet-4-6": 2,
+            "openai/gpt-5.5": 1,
+        }, done.stderr
+        async with httpx2.AsyncClient(base_url=lab.base) as http:
+            metrics = (await http.get("/metrics")).text
+        assert (
+            'mcpgw_llm_requests_total{model="anthropic/claude-sonnet-4-6",provider="anthropic",status="200"} 2.0'
+            in metrics
+        )
+        assert 'mcpgw_llm_tokens_total{kind="output",model="openai/gpt-5.5",provider="openai"} 5.0' in metrics

@@ -6,7 +6,7 @@
 - `upstreams`: `tools` and `upstream list|reconnect|authorize`
 - `keys`: `vk ...` (virtual keys); `users`: `user ...`; `audit`: `audit tail`
 - `vault`: `creds ...` and `vault rotate|reset`
-- `routes`: `route explain` (model routing of the LLM gateway)
+- `routes`: `route explain` (model routing of the LLM gateway); `usage`: `usage` (what model traffic cost)
 - `_output` (printing and failing), `_state` (how each group reaches the state it needs: the config
   file, upstreams started here, a running gateway, or the store), `_grants` (the `--allow` syntax),
   `_sse_starlette` (the one sse_starlette internal `serve` relies on)
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import typer
 
-from mcp_gateway.cli import audit, keys, routes, serve, upstreams, users, vault
+from mcp_gateway.cli import audit, keys, routes, serve, upstreams, usage, users, vault
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="mcpgw: one MCP endpoint for many MCP servers.")
 
@@ -27,6 +27,7 @@ app.command()(serve.serve)
 app.command()(serve.init)
 app.command("import")(serve.import_servers)
 app.command()(upstreams.tools)
+app.command()(usage.usage)
 
 app.add_typer(upstreams.app, name="upstream")
 app.add_typer(keys.app, name="vk")

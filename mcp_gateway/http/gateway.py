@@ -28,7 +28,7 @@ import anyio
 from pydantic import TypeAdapter, ValidationError
 
 from llm_gateway.service import LlmService
-from llm_gateway.usage import UsageLog
+from llm_gateway.usage import UsageEvent, UsageLog, known_models, observe_llm, usage_row
 from mcp_gateway.audit import AuditEvent, AuditLog
 from mcp_gateway.calls import ToolCalls
 from mcp_gateway.config import GatewayConfig, SharedOAuth, StdioUpstream, UpstreamConfig, expand_environment
@@ -112,8 +112,13 @@ class Gateway:
         )
         """The call pipeline: every face that calls a tool as a caller goes through it."""
         llm = config.llm
-        self.llm = LlmService(llm, UsageLog()) if llm.enabled and llm.providers else None
+        self.llm: LlmService | None = None
         """The LLM gateway (`/anthropic`, `/openai`); None when no provider is configured."""
+        if llm.enabled and llm.providers:
+            known = known_models(llm)
+            metrics = self.metrics
+            observers = [lambda event: observe_llm(metrics, event, known)] if metrics is not None else []
+            self.llm = LlmService(llm, UsageLog(self._write_llm_usage, observers=observers))
 
     # -- identity, as the store holds it ------------------------------------------------------
 
@@ -167,6 +172,10 @@ class Gateway:
             return dataclasses.replace(identity, grants=grants)
         return identity
 
+    async def _write_llm_usage(self, events: Sequence[UsageEvent]) -> None:
+        if self.store is not None:
+            await self.store.record_llm_usage([usage_row(e) for e in events])
+
     async def _write_audit(self, events: Sequence[AuditEvent]) -> None:
         if self.store is not None:
             await self.store.record_audit([AuditEventIn(**_fields(e)) for e in events])
@@ -214,6 +223,9 @@ class Gateway:
                 await self.manager.wait_first_attempts()
                 supervisor.spawn(tg, "audit-writer", lambda: self.audit.run(supervisor.checkpoint), required=True)
                 supervisor.spawn(tg, "store-watcher", self.watch_store, required=True)
+                if self.llm is not None:
+                    usage = self.llm.usage
+                    supervisor.spawn(tg, "usage-writer", lambda: usage.run(supervisor.checkpoint), required=True)
                 connections = self.manager.connections.values()
                 summary = ", ".join(f"{c.name}={c.state.value}" for c in connections)
                 logger.info("mcpgw ready: %d tools from %s", len(self.manager.catalog.tools), summary or "no upstreams")

@@ -112,6 +112,38 @@ class AuditEvent(SQLModel, table=True):
     detail: str | None = Field(default=None, max_length=500)
 
 
+class LlmUsage(SQLModel, table=True):
+    """One model request through `/anthropic` or `/openai`: who, routed where, tokens, cost, timing.
+
+    Never the prompt or the completion.
+    """
+
+    __tablename__ = "llm_usage"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=_BigIntId)
+    ts: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
+    api: str
+    identity_mode: str
+    subject: str | None = None
+    virtual_key_id: str | None = Field(default=None, index=True)
+    requested_model: str
+    provider: str | None = None
+    model: str | None = None
+    rule: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float | None = None
+    status: int
+    error: str | None = Field(default=None, max_length=500)
+    stream: bool = False
+    fallback: bool = False
+    attempts: int = 0
+    duration_ms: float = 0.0
+    ttfb_ms: float | None = None
+
+
 class StoreRevision(SQLModel, table=True):
     """One row (`id` = 1) whose counter every policy-relevant write bumps in the same transaction."""
 

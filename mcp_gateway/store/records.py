@@ -109,3 +109,45 @@ class AuditEventRecord:
     duration_ms: float
     outcome: AuditOutcome
     detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LlmUsageIn:
+    """One model request to record (the LLM gateway's `UsageEvent`, as the store keeps it)."""
+
+    api: str
+    requested_model: str
+    status: int
+    identity_mode: str = "anonymous"
+    subject: str | None = None
+    virtual_key_id: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    rule: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float | None = None
+    error: str | None = None
+    stream: bool = False
+    fallback: bool = False
+    attempts: int = 0
+    duration_ms: float = 0.0
+    ttfb_ms: float | None = None
+    ts: datetime = field(default_factory=utc_now)
+
+
+@dataclass(frozen=True, slots=True)
+class LlmUsageTotal:
+    """Sums over a group of model requests (`key`: a virtual key id, `provider/model` or a provider)."""
+
+    key: str | None
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float
+    failed: int
+    fallbacks: int
