@@ -25,6 +25,7 @@ from typing import Any
 import httpx2
 
 from llm_gateway.errors import Api, LlmError, error_body, message_of
+from llm_gateway.limits import KeyLimits, SpentSince
 from llm_gateway.providers import AnthropicFamily, OpenAIProvider, Provider, ProviderFailure, build_providers
 from llm_gateway.routing import RequestFacts, Route, Router, RoutingError, Target
 from llm_gateway.translate import anthropic_to_openai as a2o
@@ -58,16 +59,25 @@ class LlmService:
     """Routes and serves model requests with the providers of one `llm` settings block."""
 
     def __init__(
-        self, settings: LlmSettings, usage: UsageLog | None = None, *, clock: Callable[[], float] = time.perf_counter
+        self,
+        settings: LlmSettings,
+        usage: UsageLog | None = None,
+        *,
+        spent_since: SpentSince | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
+        """`spent_since`: what a key's recorded requests cost since a moment (for USD budgets)."""
         self.settings = settings
         self.router = Router(settings)
         self.providers: dict[str, Provider] = build_providers(settings.providers)
         self.usage = usage or UsageLog()
+        self.limits = KeyLimits(spent_since)
         self._clock = clock
 
     def _record(self, event: UsageEvent) -> None:
         event.cost_usd = cost_of(event, self.settings.prices)
+        tokens = event.input_tokens + event.output_tokens + event.cache_read_tokens + event.cache_write_tokens
+        self.limits.used(event.virtual_key_id, tokens, event.cost_usd)
         self.usage.record(event)
 
     async def aclose(self) -> None:
@@ -94,8 +104,10 @@ class LlmService:
         except RoutingError as exc:
             raise LlmError(400, exc.message) from None
         event.rule = route.rule
+        targets = self.limits.allowed_targets(identity, model, route.targets)
+        await self.limits.admit(identity)
         last: ProviderFailure | None = None
-        for position, target in enumerate(route.targets):
+        for position, target in enumerate(targets):
             provider = self.providers.get(target.provider)
             if provider is None:
                 kind = self.settings.providers[target.provider].kind
@@ -121,7 +133,7 @@ class LlmService:
         event.error = last.message
         event.duration_ms = (self._clock() - started) * 1000
         self._record(event)
-        return self._failure_reply(api, last, len(route.targets) > 1)
+        return self._failure_reply(api, last, len(targets) > 1)
 
     async def count_tokens(self, body: Any, headers: Mapping[str, str], identity: Identity | None) -> Reply:
         """`/v1/messages/count_tokens`: passed to the routed provider when it speaks Anthropic's API.

@@ -154,6 +154,22 @@ class ModelPrice(_Strict):
     cache_write: float | None = Field(default=None, ge=0)
 
 
+class KeyLlmPolicy(_Strict):
+    """What one virtual key may do on `/anthropic` and `/openai` (no field: no limit).
+
+    `allowed_models` are `provider/model` patterns (globs): the model a request is finally routed
+    to must match one (or, for a request naming a rule's or alias's name, that name may). Budgets
+    are per key: requests and tokens per rolling minute, US dollars per UTC day and month
+    (priced by `llm.prices`).
+    """
+
+    allowed_models: list[str] | None = Field(default=None, description='e.g. ["anthropic/*", "openai/gpt-5*"]')
+    requests_per_minute: int | None = Field(default=None, gt=0)
+    tokens_per_minute: int | None = Field(default=None, gt=0)
+    usd_per_day: float | None = Field(default=None, gt=0)
+    usd_per_month: float | None = Field(default=None, gt=0)
+
+
 class LlmSettings(_Strict):
     """The LLM gateway: `/anthropic` and `/openai` on the same port as `/mcp`."""
 

@@ -63,6 +63,8 @@ class KeyGrant:
     mcp_configs: Mapping[str, tuple[str, ...]]
     user_active: bool = True
     """False when the key's owner is disabled: the key is refused with them."""
+    llm: Mapping[str, Any] | None = None
+    """The key's LLM policy (allowed models, budgets) as stored; None: no limits."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -407,3 +407,65 @@ async def test_usage_is_stored_priced_and_reported_by_the_cli_and_metrics() -> N
             in metrics
         )
         assert 'mcpgw_llm_tokens_total{kind="output",model="openai/gpt-5.5",provider="openai"} 5.0' in metrics
+
+
+async def test_a_key_limited_to_some_models_is_refused_others_and_fallbacks_outside_its_list() -> None:
+    async with llm_lab() as lab:
+        store = lab.gateway.gateway.store
+        assert store is not None
+        _, limited = await store.create_virtual_key("limited", mcp_configs={}, llm={"allowed_models": ["anthropic/*"]})
+        client = lab.anthropic_client(key=limited)
+        ok = await client.messages.create(
+            model="claude-sonnet-4-6", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+        )
+        assert ok.content[0].type == "text"
+        with pytest.raises(anthropic.PermissionDeniedError) as refused:
+            await client.messages.create(
+                model="openai/gpt-5.5", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+            )
+        assert "may not use model 'openai/gpt-5.5'" in str(refused.value) and "allowed: anthropic/*" in str(
+            refused.value
+        )
+        assert refused.value.response.headers["x-should-retry"] == "false"
+        lab.anthropic.script(Turn(status=529))
+        with pytest.raises(anthropic.APIStatusError) as overloaded:
+            await client.messages.create(
+                model="sonnet-model",
+                max_tokens=5,
+                messages=[{"role": "user", "content": "hi"}],
+                extra_headers={"user-agent": CLAUDE_CODE_UA},
+            )
+        assert overloaded.value.status_code == 529
+        assert not lab.openai.requests  # the fallback is outside the key's models
+
+
+async def test_request_and_dollar_budgets_answer_429_with_retry_after() -> None:
+    async with llm_lab(prices={"anthropic/*": {"input": 1_000_000.0}}) as lab:
+        store = lab.gateway.gateway.store
+        service = lab.gateway.gateway.llm
+        assert store is not None and service is not None
+        record, key = await store.create_virtual_key("budgeted", mcp_configs={})
+        done = await anyio.run_process(
+            [str(MCPGW), "vk", "llm", record.id, "--llm-rpm", "2", "--llm-usd-day", "20"],
+            env={**os.environ, "DATABASE_URL": str(lab.gateway.gateway.database_url)},
+            check=False,
+        )
+        assert done.returncode == 0 and "2 requests/min; 20 USD/day" in done.stdout.decode(), done.stderr
+        await lab.gateway.gateway.sync()
+        client = lab.anthropic_client(key=key)
+        ask: dict[str, Any] = {
+            "model": "claude-sonnet-4-6",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+        # Each answer: 11 input + 3 cache-read tokens, cache reads at the input price ($1 a token): $14.
+        await client.messages.create(**ask)
+        await client.messages.create(**ask)  # $28: over the day's $20 from now on
+        with pytest.raises(anthropic.RateLimitError) as limited:
+            await client.messages.create(**ask)
+        assert "at most 2 requests per minute" in str(limited.value)
+        assert 1 <= int(limited.value.response.headers["retry-after"]) <= 60
+        service.limits._requests.clear()  # the minute has passed
+        with pytest.raises(anthropic.RateLimitError, match=r"budget spent: \$28.00 of \$20.00 per day"):
+            await client.messages.create(**ask)
+        assert len(lab.anthropic.requests) == 2

@@ -18,6 +18,15 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from mcp_gateway.cli._grants import ALLOW_SYNTAX, allow_summary, parse_allow
+from mcp_gateway.cli._llm_policy import (
+    LlmModelsOption,
+    LlmRpmOption,
+    LlmTpmOption,
+    LlmUsdDayOption,
+    LlmUsdMonthOption,
+    describe_policy,
+    llm_policy,
+)
 from mcp_gateway.cli._output import Failure, JsonOption, console, fail, print_json, record_json, when
 from mcp_gateway.cli._state import StoreConfigOption, with_store
 
@@ -45,6 +54,11 @@ def vk_create(
         list[str] | None,
         typer.Option("--allow", help=f"Grant tools, repeatable: {ALLOW_SYNTAX}. Without it: global upstreams only."),
     ] = None,
+    llm_models: LlmModelsOption = None,
+    llm_rpm: LlmRpmOption = None,
+    llm_tpm: LlmTpmOption = None,
+    llm_usd_day: LlmUsdDayOption = None,
+    llm_usd_month: LlmUsdMonthOption = None,
     config: StoreConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -55,12 +69,13 @@ def vk_create(
         configs = parse_allow(allow or [])
     except Failure as exc:
         fail(exc.message, exc.code)
+    llm = llm_policy(llm_models, llm_rpm, llm_tpm, llm_usd_day, llm_usd_month)
 
     async def create(store: Store) -> tuple[VirtualKeyRecord, str]:
         # Not `upsert_user`: that records a sign-in (last_seen_at); this user has never signed in.
         if user is not None and await store.get_user(user) is None:
             await store.set_user_mcp_configs(user, {})
-        return await store.create_virtual_key(name, description=description, user_id=user, mcp_configs=configs)
+        return await store.create_virtual_key(name, description=description, user_id=user, mcp_configs=configs, llm=llm)
 
     record, key = with_store(config, create)
     if as_json:
@@ -76,6 +91,8 @@ def vk_create(
         f"allows: {escape(allows)}" if record.mcp_configs else "allows: only upstreams with allow_on_all_virtual_keys",
         highlight=False,
     )
+    if record.llm:
+        console.print(f"models and budgets: {escape(describe_policy(record.llm))}", highlight=False)
 
 
 @app.command("list")
@@ -206,3 +223,30 @@ def vk_delete(
 
     record = with_store(config, delete)
     console.print(f"deleted virtual key {escape(record.name)} (id {record.id})", highlight=False)
+
+
+@app.command("llm")
+def vk_llm(
+    key_id: KeyIdArgument,
+    llm_models: LlmModelsOption = None,
+    llm_rpm: LlmRpmOption = None,
+    llm_tpm: LlmTpmOption = None,
+    llm_usd_day: LlmUsdDayOption = None,
+    llm_usd_month: LlmUsdMonthOption = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove every model restriction and budget.")] = False,
+    config: StoreConfigOption = None,
+) -> None:
+    """Set which models a key may use on /anthropic and /openai, and its budgets (replaces what it had)."""
+    llm = None if clear else llm_policy(llm_models, llm_rpm, llm_tpm, llm_usd_day, llm_usd_month)
+    if llm is None and not clear:
+        fail("give --llm-models and/or a budget (--llm-rpm, --llm-tpm, --llm-usd-day, --llm-usd-month), or --clear", 2)
+
+    async def change(store: Store) -> VirtualKeyRecord:
+        record = await store.update_virtual_key(key_id, llm=llm)
+        if record is None:
+            raise _no_such_key(key_id)
+        return record
+
+    record = with_store(config, change)
+    shown = describe_policy(record.llm) if record.llm else "no restrictions"
+    console.print(f"virtual key {escape(record.name)}: {escape(shown)}", highlight=False)

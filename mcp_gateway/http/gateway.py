@@ -22,6 +22,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -118,7 +119,8 @@ class Gateway:
             known = known_models(llm)
             metrics = self.metrics
             observers = [lambda event: observe_llm(metrics, event, known)] if metrics is not None else []
-            self.llm = LlmService(llm, UsageLog(self._write_llm_usage, observers=observers))
+            usage = UsageLog(self._write_llm_usage, observers=observers)
+            self.llm = LlmService(llm, usage, spent_since=self._llm_spent_since)
 
     # -- identity, as the store holds it ------------------------------------------------------
 
@@ -132,6 +134,7 @@ class Gateway:
             user_id=record.user_id,
             mcp_configs=dict(record.mcp_configs),
             user_active=owner is None or owner.active,
+            llm=record.llm,
         )
 
     async def _find_key(self, key_hash: str) -> KeyGrant | None:
@@ -171,6 +174,9 @@ class Gateway:
             grants = {k: tuple(v) for k, v in user.mcp_configs.items()} if user is not None else identity.grants
             return dataclasses.replace(identity, grants=grants)
         return identity
+
+    async def _llm_spent_since(self, virtual_key_id: str, since: datetime) -> float:
+        return await self.running_store().llm_spent_usd(virtual_key_id, since)
 
     async def _write_llm_usage(self, events: Sequence[UsageEvent]) -> None:
         if self.store is not None:

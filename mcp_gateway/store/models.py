@@ -84,6 +84,8 @@ class VirtualKey(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     updated_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    llm: dict[str, Any] | None = Field(default=None, sa_type=JSON, nullable=True)
+    """The key's LLM policy (allowed models, budgets) as `config_llm.KeyLlmPolicy` dumps it; None: no limits."""
 
 
 class VkToolGrant(SQLModel, table=True):

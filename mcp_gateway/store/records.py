@@ -7,6 +7,7 @@ hold a session open, or change a row by assigning to an attribute.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypeAlias
@@ -77,6 +78,8 @@ class VirtualKeyRecord:
     created_at: datetime
     updated_at: datetime
     last_used_at: datetime | None
+    llm: Mapping[str, Any] | None = None
+    """The key's LLM policy (allowed models, budgets); None: no limits."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ class VirtualKeyStore(StoreBase):
         description: str | None = None,
         user_id: str | None = None,
         mcp_configs: Mapping[UpstreamName, Sequence[ToolName]],
+        llm: Mapping[str, Any] | None = None,
     ) -> tuple[VirtualKeyRecord, str]:
         """Create an active key and return it with its plaintext, which is never stored and cannot be shown again.
 
@@ -50,6 +51,7 @@ class VirtualKeyStore(StoreBase):
                 key_hash=hash_virtual_key(key),
                 key_prefix=key_prefix(key),
                 user_id=user_id,
+                llm=dict(llm) if llm is not None else None,
                 active=True,
                 created_at=now,
                 updated_at=now,
@@ -144,6 +146,7 @@ class VirtualKeyStore(StoreBase):
         active: bool | Unset = UNSET,
         user_id: str | Unset | None = UNSET,
         mcp_configs: Mapping[UpstreamName, Sequence[ToolName]] | Unset = UNSET,
+        llm: Mapping[str, Any] | Unset | None = UNSET,
     ) -> VirtualKeyRecord | None:
         """Change only the given fields; `mcp_configs` replaces all grants in the same transaction.
 
@@ -164,6 +167,8 @@ class VirtualKeyStore(StoreBase):
                 row.description = description
             if not isinstance(active, Unset):
                 row.active = active
+            if not isinstance(llm, Unset):
+                row.llm = dict(llm) if llm is not None else None
             if not isinstance(user_id, Unset):
                 if user_id is not None:
                     await self._require_user(session, user_id)
@@ -220,4 +225,5 @@ def _vk_record(row: VirtualKey, grants: Iterable[tuple[str, list[str]]]) -> Virt
         created_at=row.created_at,
         updated_at=row.updated_at,
         last_used_at=row.last_used_at,
+        llm=row.llm,
     )

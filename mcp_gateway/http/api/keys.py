@@ -14,6 +14,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 from starlette.responses import Response
 
+from mcp_gateway.config_llm import KeyLlmPolicy
 from mcp_gateway.http.api.errors import NOT_FOUND, invalid
 from mcp_gateway.http.api.fields import Body, McpConfigsField
 from mcp_gateway.store import UNSET, RecordNotFound, VirtualKeyRecord
@@ -29,6 +30,7 @@ class VirtualKeyCreate(Body):
     description: str | None = None
     user_id: str | None = Field(default=None, description="An existing user who owns the key.")
     mcp_configs: McpConfigsField
+    llm: KeyLlmPolicy | None = Field(default=None, description="Models and budgets on /anthropic, /openai.")
 
 
 class VirtualKeyUpdate(Body):
@@ -39,6 +41,7 @@ class VirtualKeyUpdate(Body):
     active: bool | None = None
     user_id: str | None = None
     mcp_configs: McpConfigsField | None = None
+    llm: KeyLlmPolicy | None = Field(default=None, description="Replaces the key's LLM policy; null removes it.")
 
     @model_validator(mode="after")
     def _no_null_for_required(self) -> VirtualKeyUpdate:
@@ -59,6 +62,7 @@ class VirtualKeyOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     last_used_at: datetime | None
+    llm: KeyLlmPolicy | None = Field(default=None, description="Models and budgets on /anthropic, /openai.")
 
 
 class VirtualKeyCreated(VirtualKeyOut):
@@ -93,7 +97,11 @@ def virtual_key_routes(gateway: Gateway, router: APIRouter) -> None:
         """Create an active key; the response is the only time the key is shown."""
         try:
             record, key = await store().create_virtual_key(
-                body.name, description=body.description, user_id=body.user_id, mcp_configs=body.mcp_configs
+                body.name,
+                description=body.description,
+                user_id=body.user_id,
+                mcp_configs=body.mcp_configs,
+                llm=body.llm.model_dump(exclude_none=True) if body.llm is not None else None,
             )
         except RecordNotFound as exc:
             raise invalid(("body", "user_id"), exc.message) from None
@@ -117,6 +125,7 @@ def virtual_key_routes(gateway: Gateway, router: APIRouter) -> None:
                 active=body.active if "active" in given and body.active is not None else UNSET,
                 user_id=body.user_id if "user_id" in given else UNSET,
                 mcp_configs=body.mcp_configs if "mcp_configs" in given and body.mcp_configs is not None else UNSET,
+                llm=(body.llm.model_dump(exclude_none=True) if body.llm else None) if "llm" in given else UNSET,
             )
         except RecordNotFound as exc:
             raise invalid(("body", "user_id"), exc.message) from None
@@ -147,4 +156,5 @@ def key_out(record: VirtualKeyRecord) -> VirtualKeyOut:
         created_at=record.created_at,
         updated_at=record.updated_at,
         last_used_at=record.last_used_at,
+        llm=KeyLlmPolicy.model_validate(record.llm) if record.llm else None,
     )
