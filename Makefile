@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 PORT ?= 8080
 MEDIA_PORT ?= 8931
+LLM_PORT ?= 8933
 
 .PHONY: run test check lint pytest npm-peers browser bench clean
 
@@ -28,9 +29,9 @@ browser:
 	bash scripts/install-browser.sh
 
 # Starts the example streamable-HTTP upstream next to the gateway so the demo needs no network.
-# Ports: make run PORT=9090 MEDIA_PORT=8932 (defaults 8080 and 8931).
+# Ports: make run PORT=9090 MEDIA_PORT=8932 LLM_PORT=8934 (defaults 8080, 8931 and 8933).
 run: $(VENV)/.installed
-	@PORT=$(PORT) MEDIA_PORT=$(MEDIA_PORT) bash scripts/run-demo.sh
+	@PORT=$(PORT) MEDIA_PORT=$(MEDIA_PORT) LLM_PORT=$(LLM_PORT) bash scripts/run-demo.sh
 
 check: $(VENV)/.installed-dev
 	$(BIN)/ruff check mcp_gateway llm_gateway tests examples benchmarks

@@ -8,6 +8,7 @@ start). `POST /v1/messages` (`?beta=true` and any other query accepted) and
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -16,10 +17,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from llm_gateway.errors import LlmError
+from llm_gateway.errors import Api, LlmError
 from llm_gateway.http_common import caller, error_response, read_json, respond, routing_headers
 from llm_gateway.models import listed_models
 from llm_gateway.service import LlmService
+
+logger = logging.getLogger(__name__)
 
 Guard = Callable[[ASGIApp], ASGIApp]
 
@@ -64,18 +67,27 @@ def anthropic_routes(service: LlmService, guard: Guard) -> list[BaseRoute]:
     return [
         Route("/anthropic", root, methods=["GET", "HEAD"]),
         Route("/anthropic/", root, methods=["GET", "HEAD"]),
-        Route("/anthropic/v1/messages", guard(Endpoint(messages)), methods=["POST"]),
-        Route("/anthropic/v1/messages/count_tokens", guard(Endpoint(count_tokens)), methods=["POST"]),
-        Route("/anthropic/v1/models", guard(Endpoint(models)), methods=["GET"]),
+        Route("/anthropic/v1/messages", guard(Endpoint(messages, "anthropic")), methods=["POST"]),
+        Route("/anthropic/v1/messages/count_tokens", guard(Endpoint(count_tokens, "anthropic")), methods=["POST"]),
+        Route("/anthropic/v1/models", guard(Endpoint(models, "anthropic")), methods=["GET"]),
     ]
 
 
 class Endpoint:
-    """A request handler as a plain ASGI app, so middleware (the identity guard) can wrap it."""
+    """A request handler as a plain ASGI app, so middleware (the identity guard) can wrap it.
 
-    def __init__(self, handler: Callable[[Request], Awaitable[Response]]) -> None:
+    A bug in the gateway still answers in the API's error shape (500, no traceback to the
+    client); the traceback goes to the log.
+    """
+
+    def __init__(self, handler: Callable[[Request], Awaitable[Response]], api: Api) -> None:
         self.handler = handler
+        self.api: Api = api
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self.handler(Request(scope, receive, send))
+        try:
+            response = await self.handler(Request(scope, receive, send))
+        except Exception:  # top-level handler of the face: the client gets its API's error, the log the traceback
+            logger.exception("llm: %s %s failed", scope.get("method"), scope.get("path"))
+            response = error_response(self.api, LlmError(500, "internal error in mcpgw; see the gateway log"))
         await response(scope, receive, send)

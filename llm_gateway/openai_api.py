@@ -44,6 +44,6 @@ def openai_routes(service: LlmService, guard: Guard) -> list[BaseRoute]:
         return JSONResponse({"object": "list", "data": data})
 
     return [
-        Route("/openai/v1/chat/completions", guard(Endpoint(chat_completions)), methods=["POST"]),
-        Route("/openai/v1/models", guard(Endpoint(models)), methods=["GET"]),
+        Route("/openai/v1/chat/completions", guard(Endpoint(chat_completions, "openai")), methods=["POST"]),
+        Route("/openai/v1/models", guard(Endpoint(models, "openai")), methods=["GET"]),
     ]

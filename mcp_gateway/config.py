@@ -520,10 +520,29 @@ def expand_environment(
                     "auth": auth,
                 }
             )
-    llm = config.llm
-    if llm.providers:
-        llm = expand_llm(llm, lambda value, *loc: _expand(value, environ, source, loc, locate))
+    llm = expand_llm_environment(config.llm, environ, source=source, locate=locate)
     return config.model_copy(update={"upstreams": expanded, "llm": llm})
+
+
+def expand_llm_environment(
+    settings: LlmSettings, environ: Mapping[str, str], *, source: str, locate: Locate | None = None
+) -> LlmSettings:
+    """The `llm:` section with `${VAR}` expanded in every provider string; base URLs checked once expanded.
+
+    Raises:
+        ConfigError: a referenced variable is unset, or a base URL is not an http(s) URL.
+    """
+    if not settings.providers:
+        return settings
+    expanded = expand_llm(settings, lambda value, *loc: _expand(value, environ, source, loc, locate))
+    for name, provider in expanded.providers.items():
+        if provider.base_url is not None:
+            try:
+                _check_http_url(provider.base_url)
+            except ValueError as exc:
+                loc = ("llm", "providers", name, "base_url")
+                raise ConfigError(_located(source, loc, locate, str(exc))) from None
+    return expanded
 
 
 def _located(source: str, loc: Sequence[Any], locate: Locate | None, message: str) -> str:

@@ -64,6 +64,15 @@ class ProviderConfig(_Strict):
         default_factory=list, description="Models listed by `GET /v1/models` (any model may be requested)."
     )
 
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or "${" in value:
+            return value  # checked again once `${VAR}` references are expanded
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        return value
+
     def secrets(self) -> list[str]:
         """Every credential in this provider's config (so logs and answers can be checked against them)."""
         values = [self.api_key, self.secret_access_key, self.session_token, *(k.value for k in self.keys)]

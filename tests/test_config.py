@@ -453,3 +453,29 @@ def test_dump_config_round_trips() -> None:
 
 def test_dump_config_of_empty_gateway_round_trips() -> None:
     assert parse_config(dump_config(GatewayConfig()), environ={}) == GatewayConfig()
+
+
+def test_llm_provider_keys_are_expanded_and_an_unset_one_is_named_with_its_line() -> None:
+    message = config_error(
+        """\
+        llm:
+          providers:
+            anthropic:
+              base_url: https://api.anthropic.com
+              api_key: ${MISSING_ANTHROPIC_KEY}
+        """
+    )
+    assert message.endswith(
+        "line 5: llm.providers.anthropic.api_key: environment variable MISSING_ANTHROPIC_KEY is not set"
+    ), message
+
+
+def test_llm_settings_refuse_what_would_only_fail_at_request_time() -> None:
+    bad_url = config_error("llm:\n  providers:\n    openai: {base_url: api.openai.com/v1}\n")
+    assert "llm.providers.openai.base_url" in bad_url and "must be an http:// or https:// URL" in bad_url
+    no_kind = config_error("llm:\n  providers:\n    local: {base_url: 'http://127.0.0.1:8000/v1'}\n")
+    assert "provider 'local' needs `kind`" in no_kind
+    bad_rule = config_error("llm:\n  routing_rules:\n    - {name: r, when: {model: {regex: '('}}, target: openai/x}\n")
+    assert "invalid regular expression '('" in bad_rule
+    two_targets = config_error("llm:\n  routing_rules:\n    - {name: r, target: a/b, targets: [{target: c/d}]}\n")
+    assert "give `target` or `targets` (not both)" in two_targets

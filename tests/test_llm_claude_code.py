@@ -17,8 +17,8 @@ from typing import Any
 import anyio
 import pytest
 
+from examples.servers.llm_provider import MockProvider, Turn
 from tests.conftest import RunningGateway, running_gateway
-from tests.llm.mock_providers import MockProvider, Turn
 from tests.serving import free_port, serve_asgi
 from tests.test_real_clients import CLAUDE, claude_env, require
 

@@ -1,7 +1,7 @@
 """The LLM gateway end to end: the official `anthropic` and `openai` SDKs → mcpgw → mock providers.
 
 Every provider here is a real HTTP server speaking the real wire format and checking its own key
-(`tests/llm/mock_providers.py`); the gateway runs as it does in production, behind the same
+(`examples/servers/llm_provider.py`); the gateway runs as it does in production, behind the same
 identity middleware as `/mcp`, with a virtual key from its store.
 """
 
@@ -22,8 +22,8 @@ import httpx2
 import openai
 import pytest
 
+from examples.servers.llm_provider import MockProvider, Turn
 from tests.conftest import RunningGateway, running_gateway
-from tests.llm.mock_providers import MockProvider, Turn
 from tests.serving import free_port, serve_asgi
 
 pytestmark = pytest.mark.anyio

@@ -116,9 +116,13 @@ class Provider:
             ProviderFailure: the connection failed or timed out (status None), or the status is an error
                 (the body read, up to 64 KiB).
         """
-        request = self.client.build_request("POST", url, content=body, headers=headers)
         try:
+            request = self.client.build_request("POST", url, content=body, headers=headers)
             response = await self.client.send(request, stream=True)
+        except httpx2.InvalidURL as exc:
+            raise ProviderFailure(
+                self.name, f"provider {self.name} has an unusable URL ({exc}); check its base_url"
+            ) from None
         except httpx2.TimeoutException:
             raise ProviderFailure(self.name, f"provider {self.name} did not answer in time") from None
         except httpx2.TransportError as exc:

@@ -32,7 +32,14 @@ from llm_gateway.service import LlmService
 from llm_gateway.usage import UsageEvent, UsageLog, known_models, observe_llm, usage_row
 from mcp_gateway.audit import AuditEvent, AuditLog
 from mcp_gateway.calls import ToolCalls
-from mcp_gateway.config import GatewayConfig, SharedOAuth, StdioUpstream, UpstreamConfig, expand_environment
+from mcp_gateway.config import (
+    GatewayConfig,
+    SharedOAuth,
+    StdioUpstream,
+    UpstreamConfig,
+    expand_environment,
+    expand_llm_environment,
+)
 from mcp_gateway.credentials.broker import SHARED_PRINCIPAL, CredentialBroker
 from mcp_gateway.credentials.flows import FlowRegistry
 from mcp_gateway.errors import ConfigError, Conflict, CredentialRequired, NotReady, UpstreamError
@@ -112,7 +119,8 @@ class Gateway:
             self.manager, self.policy, self.audit, credential_wait=config.server.credential_wait_seconds
         )
         """The call pipeline: every face that calls a tool as a caller goes through it."""
-        llm = config.llm
+        # Expanded here, not per row like upstreams: the llm section lives in the file only.
+        llm = expand_llm_environment(config.llm, os.environ, source="gateway.yaml")
         self.llm: LlmService | None = None
         """The LLM gateway (`/anthropic`, `/openai`); None when no provider is configured."""
         if llm.enabled and llm.providers:

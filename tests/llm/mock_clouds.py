@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.llm.mock_providers import MockProvider, Recorded
+from examples.servers.llm_provider import MockProvider, Recorded
 
 AWS_ACCESS_KEY = "AKIAMCPGWTESTKEY0001"
 AWS_SECRET_KEY = "mcpgw/test/secret/key/not/a/real/one000"

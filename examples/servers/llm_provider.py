@@ -1,4 +1,8 @@
-"""Mock model providers that speak the real wire formats and check real authentication.
+"""A stand-in model provider: the real wire formats and real key checks, canned answers.
+
+`make run` starts it next to the demo gateway (so `/anthropic` and `/openai` work without a
+provider account; `--echo` answers with what it was asked), and the tests and benchmarks use it
+as the provider behind mcpgw.
 
 `MockProvider` serves Anthropic Messages (`/v1/messages`, `/v1/messages/count_tokens`) and
 OpenAI Chat Completions (`/v1/chat/completions`, Azure's deployment path too) on one port; a
@@ -8,8 +12,9 @@ call, an error status, garbage, a stream that breaks off), else a default text t
 the real event sequences (Anthropic: `event:` lines through `message_stop`; OpenAI: `data:`
 chunks through `[DONE]`), with tool-call arguments cut into small pieces at awkward places.
 
-Run standalone for Claude Code and the benchmarks:
-    python tests/llm/mock_providers.py --port 9400 --key test-key [--tool-call Write '{"file_path": ...}']
+Run standalone:
+    python examples/servers/llm_provider.py --port 9400 --key test-key [--echo]
+        [--tool-call Write '{"file_path": ...}']
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ class MockProvider:
         self.piece = piece
         self.turns: deque[Turn] = deque()
         self.default = Turn()
+        self.echo = False
+        """Answer with the text of the last user message (for the demo), instead of `default`."""
         self.tool_then_text: tuple[str, dict[str, Any]] | None = None
         """Answer every conversation with this tool call first, and with `default` once its result is back."""
         self.requests: list[Recorded] = []
@@ -78,6 +85,10 @@ class MockProvider:
     def _next(self) -> Turn:
         if self.turns:
             return self.turns.popleft()
+        if self.echo and self.requests:
+            body = self.requests[-1].body
+            model = body.get("model", "?") if isinstance(body, dict) else "?"
+            return Turn(text=f"[demo provider, model {model}] you said: {_last_user_text(body)[:500]}")
         if self.tool_then_text is not None:
             last = self.requests[-1].body if self.requests else {}
             return self.default if _has_tool_result(last) else Turn(tool=self.tool_then_text)
@@ -309,10 +320,12 @@ def main() -> None:
     parser.add_argument("--key", default="test-provider-key")
     parser.add_argument("--tool-call", nargs=2, metavar=("NAME", "JSON_ARGUMENTS"))
     parser.add_argument("--text", default="Hello from the mock.")
+    parser.add_argument("--echo", action="store_true", help="answer with the last user message (demo)")
     parser.add_argument("--record", help="append every request as one JSON line to this file")
     args = parser.parse_args()
     provider = MockProvider(args.key)
     provider.default = Turn(text=args.text)
+    provider.echo = args.echo
     if args.tool_call:
         provider.tool_then_text = (args.tool_call[0], json.loads(args.tool_call[1]))
     if args.record:
@@ -329,6 +342,22 @@ def main() -> None:
 
         provider._record = record  # type: ignore[method-assign]
     uvicorn.run(provider.app, host="127.0.0.1", port=args.port, log_level="warning")
+
+
+def _last_user_text(body: Any) -> str:
+    """The text of the last user message (Anthropic or OpenAI shape); '' when there is none."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    for message in reversed(messages or []):
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            return content
+        texts = [b.get("text", "") for b in content or [] if isinstance(b, dict) and b.get("type") == "text"]
+        texts = [t for t in texts if not t.startswith("<system-reminder>")]
+        if texts:
+            return str(texts[-1])
+    return ""
 
 
 def _has_tool_result(body: Any) -> bool:
