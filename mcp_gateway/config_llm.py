@@ -49,6 +49,10 @@ class ProviderConfig(_Strict):
     timeout: float = Field(default=600.0, gt=0, description="Seconds a request may take (streams: between chunks).")
     connect_timeout: float = Field(default=10.0, gt=0)
     api_version: str | None = Field(default=None, description="azure: the `api-version` query parameter.")
+    api: Literal["chat_completions", "messages"] = Field(
+        default="chat_completions",
+        description="azure: `messages` for Claude on Azure AI Foundry (the Anthropic Messages API).",
+    )
     deployments: dict[str, str] = Field(
         default_factory=dict, description="azure: model name → deployment name (default: the model name)."
     )

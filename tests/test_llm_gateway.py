@@ -469,3 +469,48 @@ async def test_request_and_dollar_budgets_answer_429_with_retry_after() -> None:
         with pytest.raises(anthropic.RateLimitError, match=r"budget spent: \$28.00 of \$20.00 per day"):
             await client.messages.create(**ask)
         assert len(lab.anthropic.requests) == 2
+
+
+async def test_azure_openai_deployments_claude_on_foundry_and_a_rate_limited_key_rotated_away() -> None:
+    azure = MockProvider("azure-key")
+    keyed = MockProvider("second-key")
+    async with serve_asgi(azure.app, free_port()) as azure_url, serve_asgi(keyed.app, free_port()) as keyed_url:
+        llm = {
+            "providers": {
+                "azure": {"base_url": azure_url, "api_key": "azure-key", "deployments": {"gpt-5.5": "prod-gpt"}},
+                "foundry": {"kind": "azure", "api": "messages", "base_url": azure_url, "api_key": "azure-key"},
+                "rotating": {
+                    "kind": "openai_compatible",
+                    "base_url": f"{keyed_url}/v1",
+                    "keys": [{"value": "first-key", "weight": 1000}, {"value": "second-key", "weight": 1}],
+                },
+            }
+        }
+        async with running_gateway({}, llm=llm) as gateway:
+            base = gateway.base_url
+            async with (
+                openai.AsyncOpenAI(base_url=f"{base}/openai/v1", api_key="none", max_retries=0) as oai,
+                anthropic.AsyncAnthropic(base_url=f"{base}/anthropic", api_key="none", max_retries=0) as claude,
+            ):
+                via_azure = await oai.chat.completions.create(
+                    model="azure/gpt-5.5", messages=[{"role": "user", "content": "hi"}]
+                )
+                via_foundry = await claude.messages.create(
+                    model="foundry/claude-sonnet-4-6", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+                )
+                # Both keys are valid; the first (by far the heavier) is rate-limited: the request must be
+                # retried at once with the other one.
+                keyed.also_accept.add("first-key")
+                keyed.script(Turn(status=429, headers={"retry-after": "30"}))
+                rotated = await oai.chat.completions.create(
+                    model="rotating/llama", messages=[{"role": "user", "content": "hi"}], max_tokens=7
+                )
+    assert via_azure.choices[0].message.content == "Hello from the mock."
+    assert via_foundry.content[0].type == "text"
+    first, second = azure.requests
+    assert first.path == "/openai/deployments/prod-gpt/chat/completions" and first.headers["api-key"] == "azure-key"
+    assert "authorization" not in first.headers
+    assert second.path == "/anthropic/v1/messages" and second.headers["api-key"] == "azure-key"
+    assert rotated.choices[0].message.content == "Hello from the mock."
+    assert [r.headers["authorization"] for r in keyed.requests] == ["Bearer first-key", "Bearer second-key"]
+    assert keyed.requests[1].body["max_tokens"] == 7  # compatible servers get max_tokens as sent

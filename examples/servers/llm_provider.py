@@ -62,6 +62,8 @@ class MockProvider:
 
     def __init__(self, key: str = "test-provider-key", *, piece: int = 3) -> None:
         self.key = key
+        self.also_accept: set[str] = set()
+        """More keys this provider accepts (several keys of one account)."""
         self.piece = piece
         self.turns: deque[Turn] = deque()
         self.default = Turn()
@@ -73,6 +75,7 @@ class MockProvider:
         self.app = Starlette(
             routes=[
                 Route("/v1/messages", self.messages, methods=["POST"]),
+                Route("/anthropic/v1/messages", self.messages, methods=["POST"]),  # Claude on Azure AI Foundry
                 Route("/v1/messages/count_tokens", self.count_tokens, methods=["POST"]),
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
                 Route("/openai/deployments/{deployment}/chat/completions", self.chat, methods=["POST"]),
@@ -108,7 +111,8 @@ class MockProvider:
 
     async def messages(self, request: Request) -> Response:
         body = await self._record(request)
-        if request.headers.get("x-api-key") != self.key:
+        foundry = request.url.path.startswith("/anthropic/")
+        if request.headers.get("api-key" if foundry else "x-api-key") != self.key:
             return _anthropic_error(401, "authentication_error", "invalid x-api-key")
         if not isinstance(body, dict) or not isinstance(body.get("max_tokens"), int):
             return _anthropic_error(400, "invalid_request_error", "max_tokens: Field required")
@@ -200,7 +204,7 @@ class MockProvider:
             if azure
             else request.headers.get("authorization", "").removeprefix("Bearer ")
         )
-        if given != self.key:
+        if given != self.key and given not in self.also_accept:
             return _openai_error(401, "invalid_request_error", "Incorrect API key provided", "invalid_api_key")
         turn = self._next()
         if turn.status != 200:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llm_gateway.providers.anthropic import AnthropicFamily, AnthropicProvider
+from llm_gateway.providers.anthropic import AnthropicFamily, AnthropicProvider, AzureFoundryProvider
 from llm_gateway.providers.base import Family, Provider, ProviderFailure
 from llm_gateway.providers.bedrock import BedrockProvider
 from llm_gateway.providers.openai import OpenAIProvider
@@ -12,6 +12,7 @@ from mcp_gateway.config_llm import ProviderConfig
 __all__ = [
     "AnthropicFamily",
     "AnthropicProvider",
+    "AzureFoundryProvider",
     "BedrockProvider",
     "Family",
     "OpenAIProvider",
@@ -28,6 +29,8 @@ def build_providers(settings: dict[str, ProviderConfig]) -> dict[str, Provider]:
     for name, config in settings.items():
         if config.kind == "anthropic":
             providers[name] = AnthropicProvider(name, config)
+        elif config.kind == "azure" and config.api == "messages":
+            providers[name] = AzureFoundryProvider(name, config)
         elif config.kind == "bedrock":
             providers[name] = BedrockProvider(name, config)
         elif config.kind == "vertex":

@@ -17,6 +17,7 @@ import httpx2
 
 from llm_gateway.providers.base import Family, Provider
 from llm_gateway.wire import dumps
+from mcp_gateway.config_llm import ProviderConfig
 
 ANTHROPIC_VERSION = "2023-06-01"
 PASSED_HEADERS = ("anthropic-beta", "anthropic-version")
@@ -73,3 +74,18 @@ def beta_list(client_headers: Mapping[str, str]) -> list[str]:
     """`anthropic-beta: a,b` as the list Bedrock and Vertex take in the body."""
     value = client_headers.get("anthropic-beta", "")
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+class AzureFoundryProvider(AnthropicProvider):
+    """Claude on Azure AI Foundry: the Messages API under `{resource endpoint}/anthropic`, key in `api-key`."""
+
+    def __init__(self, name: str, config: ProviderConfig) -> None:
+        super().__init__(name, config)
+        if not self.base_url.endswith("/anthropic"):
+            self.base_url += "/anthropic"
+
+    def headers(self, key: str | None, client_headers: Mapping[str, str]) -> dict[str, str]:
+        headers = super().headers(None, client_headers)
+        if key:
+            headers["api-key"] = key
+        return headers
