@@ -26,8 +26,17 @@ import httpx2
 
 from llm_gateway.errors import Api, LlmError, error_body, message_of
 from llm_gateway.limits import KeyLimits, SpentSince
-from llm_gateway.providers import AnthropicFamily, OpenAIProvider, Provider, ProviderFailure, build_providers
+from llm_gateway.providers import (
+    AnthropicFamily,
+    GeminiProvider,
+    OpenAIProvider,
+    Provider,
+    ProviderFailure,
+    VertexProvider,
+    build_providers,
+)
 from llm_gateway.routing import RequestFacts, Route, Router, RoutingError, Target
+from llm_gateway.translate import anthropic_to_gemini as a2g
 from llm_gateway.translate import anthropic_to_openai as a2o
 from llm_gateway.translate import openai_to_anthropic as o2a
 from llm_gateway.usage import UsageEvent, UsageLog, cost_of
@@ -175,6 +184,8 @@ class LlmService:
         started: float,
     ) -> Reply:
         stream = bool(body.get("stream"))
+        if provider.family_of(target.model) == "gemini" and isinstance(provider, GeminiProvider | VertexProvider):
+            return await self._send_to_gemini(api, body, provider, target, key, event, started)
         if api == "anthropic" and isinstance(provider, AnthropicFamily):
             response = await provider.messages(body, target.model, key, headers)
             return await self._relay(api, response, provider.events(response), event, started, stream, _anthropic_usage)
@@ -213,6 +224,37 @@ class LlmService:
             answer = o2a.response(data, body["model"])
             return self._whole(answer, event, started, _anthropic_counts(data.get("usage")))
         raise ProviderFailure(provider.name, f"provider {provider.name} cannot serve the {api} API")
+
+    async def _send_to_gemini(
+        self,
+        api: Api,
+        body: dict[str, Any],
+        provider: GeminiProvider | VertexProvider,
+        target: Target,
+        key: str | None,
+        event: UsageEvent,
+        started: float,
+    ) -> Reply:
+        """Gemini speaks neither API: requests go through the Anthropic shape (OpenAI ones are made Anthropic first)."""
+        stream = bool(body.get("stream"))
+        anthropic_body = body if api == "anthropic" else o2a.request(body, target.model)
+        response = await provider.generate(a2g.request(anthropic_body), target.model, key, stream=stream)
+        if stream:
+            translator = a2g.StreamTranslator(body["model"])
+            events = a2g.stream(response.aiter_bytes(), translator)
+            if api == "anthropic":
+                return self._streaming(
+                    api, response, events, event, started, lambda: _anthropic_counts(translator.usage)
+                )
+            options = body.get("stream_options")
+            include = isinstance(options, dict) and bool(options.get("include_usage"))
+            chunks = o2a.stream(events, o2a.StreamTranslator(body["model"], include_usage=include))
+            return self._streaming(api, response, chunks, event, started, lambda: _anthropic_counts(translator.usage))
+        answer = a2g.response(await _read_json(response, provider.name), body["model"])
+        counts = _anthropic_counts(answer["usage"])
+        return self._whole(
+            answer if api == "anthropic" else o2a.response(answer, body["model"]), event, started, counts
+        )
 
     async def _relay(
         self,

@@ -16,6 +16,7 @@ import anthropic
 import openai
 import pytest
 
+from examples.servers.llm_provider import MockProvider, Turn
 from tests.conftest import RunningGateway, running_gateway
 from tests.llm.mock_clouds import AWS_ACCESS_KEY, AWS_REGION, AWS_SECRET_KEY, MockBedrock, MockVertex
 from tests.serving import free_port, serve_asgi
@@ -126,4 +127,97 @@ async def test_claude_on_vertex_with_a_service_account_token_fetched_once(tmp_pa
         "/v1/projects/mcpgw-test-project/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-6:rawPredict",
         "/v1/projects/mcpgw-test-project/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-6:rawPredict",
         "/v1/projects/mcpgw-test-project/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-6:streamRawPredict",
+    ]
+
+
+CALENDAR_ARGS = {"title": "Ship it", "when": {"day": "2026-12-07", "hour": 9}, "guests": ["a@x", "b@y"]}
+CALENDAR_TOOL = {
+    "name": "create_event",
+    "description": "Create a calendar event",
+    "input_schema": {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "title": {"type": "string"},
+            "when": {"type": "object", "properties": {"day": {"type": "string", "format": "date"}}},
+            "note": {"type": ["string", "null"]},
+        },
+        "required": ["title"],
+    },
+}
+
+
+async def test_gemini_tool_call_round_trip_from_an_anthropic_client(tmp_path: Path) -> None:
+    gemini = MockProvider("gemini-api-key")
+    gemini.script(
+        Turn(tool=("create_event", CALENDAR_ARGS)), Turn(tool=("create_event", CALENDAR_ARGS)), Turn(text="Done.")
+    )
+    async with serve_asgi(gemini.app, free_port()) as gemini_url:
+        llm = {"providers": {"gemini": {"base_url": gemini_url, "api_key": "gemini-api-key"}}}
+        async with (
+            running_gateway({}, llm=llm) as gateway,
+            anthropic_client(gateway, "anonymous") as client,
+        ):
+            messages: list[Any] = [{"role": "user", "content": "book it"}]
+            async with client.messages.stream(
+                model="gemini/gemini-3.1-pro",
+                max_tokens=100,
+                tools=[CALENDAR_TOOL],
+                messages=messages,  # type: ignore[list-item]
+            ) as stream:
+                streamed = await stream.get_final_message()
+            whole = await client.messages.create(
+                model="gemini/gemini-3.1-pro",
+                max_tokens=100,
+                tools=[CALENDAR_TOOL],
+                messages=messages,  # type: ignore[list-item]
+            )
+            [call] = [b for b in whole.content if b.type == "tool_use"]
+            messages += [
+                {"role": "assistant", "content": [c.model_dump() for c in whole.content]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "booked"}]},
+            ]
+            final = await client.messages.create(
+                model="gemini/gemini-3.1-pro",
+                max_tokens=100,
+                tools=[CALENDAR_TOOL],
+                messages=messages,  # type: ignore[list-item]
+            )
+    [streamed_call] = [b for b in streamed.content if b.type == "tool_use"]
+    assert streamed_call.name == "create_event" and streamed_call.input == CALENDAR_ARGS
+    assert streamed.stop_reason == "tool_use" and call.input == CALENDAR_ARGS
+    assert final.content[0].type == "text" and final.content[0].text == "Done."
+    first, _, third = gemini.requests
+    assert first.path == "/v1beta/models/gemini-3.1-pro:streamGenerateContent"
+    assert first.headers["x-goog-api-key"] == "gemini-api-key"
+    parameters = first.body["tools"][0]["functionDeclarations"][0]["parameters"]
+    assert "$schema" not in parameters and "additionalProperties" not in parameters
+    assert parameters["properties"]["note"] == {"type": "string", "nullable": True}
+    assert first.body["generationConfig"]["maxOutputTokens"] == 100
+    assert third.body["contents"][1] == {
+        "role": "model",
+        "parts": [{"functionCall": {"name": "create_event", "args": CALENDAR_ARGS}}],
+    }
+    assert third.body["contents"][2] == {
+        "role": "user",
+        "parts": [{"functionResponse": {"name": "create_event", "response": {"content": "booked"}}}],
+    }
+
+
+async def test_openai_client_to_gemini_on_vertex_streams_with_a_service_account(tmp_path: Path) -> None:
+    async with clouds(tmp_path) as (gateway, _, vertex, vk):
+        openai_url = f"{gateway.base_url}/openai/v1"
+        async with openai.AsyncOpenAI(base_url=openai_url, api_key=vk, max_retries=0) as client:
+            stream = await client.chat.completions.create(
+                model="vertex/gemini-3.1-pro", messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+            text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+            whole = await client.chat.completions.create(
+                model="vertex/gemini-3.1-pro", messages=[{"role": "user", "content": "hi"}]
+            )
+    assert text == "Hello from the mock." and whole.choices[0].message.content == "Hello from the mock."
+    assert [r.path.rsplit("/", 1)[-1] for r in vertex.requests] == [
+        "gemini-3.1-pro:streamGenerateContent",
+        "gemini-3.1-pro:generateContent",
     ]

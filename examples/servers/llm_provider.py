@@ -79,6 +79,7 @@ class MockProvider:
                 Route("/v1/messages/count_tokens", self.count_tokens, methods=["POST"]),
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
                 Route("/openai/deployments/{deployment}/chat/completions", self.chat, methods=["POST"]),
+                Route("/v1beta/models/{model_action}", self.gemini, methods=["POST"]),
             ]
         )
 
@@ -194,6 +195,37 @@ class MockProvider:
             return _anthropic_error(401, "authentication_error", "invalid x-api-key")
         return JSONResponse({"input_tokens": 42})
 
+    # --- Gemini (Google AI) -------------------------------------------------------------------
+
+    async def gemini(self, request: Request) -> Response:
+        body = await self._record(request)
+        given = request.headers.get("x-goog-api-key") or request.query_params.get("key")
+        if given != self.key:
+            return JSONResponse(
+                {"error": {"code": 400, "message": "API key not valid.", "status": "INVALID_ARGUMENT"}}, 400
+            )
+        if not isinstance(body, dict) or not isinstance(body.get("contents"), list):
+            return JSONResponse(
+                {"error": {"code": 400, "message": "contents is required", "status": "INVALID_ARGUMENT"}}, 400
+            )
+        return self.gemini_answer(request.path_params["model_action"], request.query_params.get("alt"))
+
+    def gemini_answer(self, model_action: str, alt: str | None) -> Response:
+        _, _, action = model_action.partition(":")
+        turn = self._next()
+        if turn.status != 200:
+            return JSONResponse({"error": {"code": turn.status, "message": f"mock error {turn.status}"}}, turn.status)
+        if action == "streamGenerateContent":
+            if alt != "sse":
+                return JSONResponse({"error": {"code": 400, "message": "mock: use alt=sse"}}, 400)
+
+            async def events() -> Any:
+                for chunk in gemini_chunks(turn, self.piece):
+                    yield f"data: {json.dumps(chunk)}\r\n\r\n".encode()
+
+            return StreamingResponse(events(), media_type="text/event-stream")
+        return JSONResponse(gemini_whole(turn))
+
     # --- OpenAI ------------------------------------------------------------------------------
 
     async def chat(self, request: Request) -> Response:
@@ -298,6 +330,37 @@ class MockProvider:
             if turn.hang_after is not None and count >= turn.hang_after:
                 await anyio.sleep_forever()
             yield piece
+
+
+def gemini_chunks(turn: Turn, piece: int) -> list[dict[str, Any]]:
+    """A Gemini answer as `streamGenerateContent` chunks (the last one carries finishReason and usage)."""
+    usage = {"promptTokenCount": 17, "candidatesTokenCount": 6, "totalTokenCount": 23}
+    if turn.tool is not None:
+        call = {"functionCall": {"name": turn.tool[0], "args": turn.tool[1]}}
+        return [
+            {
+                "candidates": [{"content": {"role": "model", "parts": [call]}, "finishReason": "STOP"}],
+                "usageMetadata": usage,
+            }
+        ]
+    texts = [turn.text[i : i + piece] for i in range(0, len(turn.text), piece)] or [""]
+    chunks: list[dict[str, Any]] = [
+        {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}}]} for text in texts
+    ]
+    chunks[-1]["candidates"][0]["finishReason"] = "STOP"
+    chunks[-1]["usageMetadata"] = usage
+    return chunks
+
+
+def gemini_whole(turn: Turn) -> dict[str, Any]:
+    """A Gemini `generateContent` answer."""
+    chunks = gemini_chunks(turn, 10_000)
+    parts = [p for c in chunks for p in c["candidates"][0]["content"]["parts"]]
+    return {
+        "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP"}],
+        "usageMetadata": chunks[-1]["usageMetadata"],
+        "responseId": "gemini-response",
+    }
 
 
 def _anthropic_block(turn: Turn) -> dict[str, Any]:

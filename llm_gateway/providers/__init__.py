@@ -5,6 +5,7 @@ from __future__ import annotations
 from llm_gateway.providers.anthropic import AnthropicFamily, AnthropicProvider, AzureFoundryProvider
 from llm_gateway.providers.base import Family, Provider, ProviderFailure
 from llm_gateway.providers.bedrock import BedrockProvider
+from llm_gateway.providers.gemini import GeminiProvider
 from llm_gateway.providers.openai import OpenAIProvider
 from llm_gateway.providers.vertex import VertexProvider
 from mcp_gateway.config_llm import ProviderConfig
@@ -15,6 +16,7 @@ __all__ = [
     "AzureFoundryProvider",
     "BedrockProvider",
     "Family",
+    "GeminiProvider",
     "OpenAIProvider",
     "Provider",
     "ProviderFailure",
@@ -33,6 +35,8 @@ def build_providers(settings: dict[str, ProviderConfig]) -> dict[str, Provider]:
             providers[name] = AzureFoundryProvider(name, config)
         elif config.kind == "bedrock":
             providers[name] = BedrockProvider(name, config)
+        elif config.kind == "gemini":
+            providers[name] = GeminiProvider(name, config)
         elif config.kind == "vertex":
             providers[name] = VertexProvider(name, config)
         elif config.kind in ("openai", "openai_compatible", "azure"):

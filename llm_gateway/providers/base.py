@@ -85,6 +85,10 @@ class Provider:
         limits = httpx2.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=60)
         self.client = httpx2.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
 
+    def family_of(self, model: str) -> Family:
+        """The wire format this provider speaks for `model` (Vertex serves Claude and Gemini)."""
+        return self.family
+
     @property
     def key_count(self) -> int:
         return len(self._keys)

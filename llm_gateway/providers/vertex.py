@@ -28,7 +28,8 @@ from google.auth.exceptions import GoogleAuthError
 from google.oauth2 import service_account
 
 from llm_gateway.providers.anthropic import AnthropicFamily
-from llm_gateway.providers.base import ProviderFailure
+from llm_gateway.providers.base import Family, ProviderFailure
+from llm_gateway.providers.gemini import gemini_action
 from llm_gateway.wire import dumps
 from mcp_gateway.config_llm import ProviderConfig
 
@@ -85,6 +86,24 @@ class VertexProvider(AnthropicFamily):
             raise ProviderFailure(
                 self.name, f"provider {self.name}: cannot load Google credentials: {exc}", status=401
             ) from None
+
+    def family_of(self, model: str) -> Family:
+        """Claude models speak Anthropic's Messages API on Vertex; every other model is Gemini."""
+        return "anthropic" if model.startswith("claude") else "gemini"
+
+    async def generate(self, body: Mapping[str, Any], model: str, key: str | None, *, stream: bool) -> httpx2.Response:
+        """Gemini on Vertex: `generateContent` / `streamGenerateContent?alt=sse` under publishers/google."""
+        token = await self._token()
+        if not self._project:
+            raise ProviderFailure(
+                self.name, f"provider {self.name}: set `project` (the Google Cloud project)", status=400
+            )
+        path = (
+            f"/v1/projects/{quote(self._project, safe='')}/locations/{quote(self.region, safe='')}"
+            f"/publishers/google/models/{quote(model, safe='')}:{gemini_action(stream)}"
+        )
+        headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
+        return await self.open(f"{self.base_url}{path}", dumps(body), headers)
 
     async def messages(
         self, body: Mapping[str, Any], model: str, key: str | None, client_headers: Mapping[str, str]

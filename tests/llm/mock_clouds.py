@@ -160,6 +160,11 @@ class MockVertex(MockProvider):
                     self.predict,
                     methods=["POST"],
                 ),
+                Route(
+                    "/v1/projects/{project}/locations/{location}/publishers/google/models/{model_action}",
+                    self.predict_gemini,
+                    methods=["POST"],
+                ),
             ]
         )
 
@@ -207,6 +212,14 @@ class MockVertex(MockProvider):
         access = f"ya29.test-{self.token_requests}"
         self.issued.add(access)
         return JSONResponse({"access_token": access, "expires_in": 3600, "token_type": "Bearer"})
+
+    async def predict_gemini(self, request: Request) -> Response:
+        body = json.loads(await request.body())
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        self.requests.append(_recorded(request, headers, body))
+        if headers.get("authorization", "").removeprefix("Bearer ") not in self.issued:
+            return _google_error(401, "invalid credentials", "UNAUTHENTICATED")
+        return self.gemini_answer(request.path_params["model_action"], request.query_params.get("alt"))
 
     async def predict(self, request: Request) -> Response:
         raw = await request.body()
