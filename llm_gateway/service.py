@@ -39,7 +39,7 @@ from llm_gateway.routing import RequestFacts, Route, Router, RoutingError, Targe
 from llm_gateway.translate import anthropic_to_gemini as a2g
 from llm_gateway.translate import anthropic_to_openai as a2o
 from llm_gateway.translate import openai_to_anthropic as o2a
-from llm_gateway.usage import UsageEvent, UsageLog, cost_of
+from llm_gateway.usage import UsageEvent, UsageLog, cost_of, known_models
 from llm_gateway.wire import SseParser, dumps, loads, sse
 from mcp_gateway.config_llm import LlmSettings
 from mcp_gateway.identity import Identity
@@ -79,9 +79,28 @@ class LlmService:
         self.settings = settings
         self.router = Router(settings)
         self.providers: dict[str, Provider] = build_providers(settings.providers)
+        self.known_models = known_models(settings)
+        """`provider/model` names the settings mention: the only model values metrics use as labels."""
         self.usage = usage or UsageLog()
         self.limits = KeyLimits(spent_since)
         self._clock = clock
+        self._retired: list[Provider] = []
+
+    def reconfigure(self, settings: LlmSettings) -> None:
+        """Apply new settings at once (requests already under way finish with what they started with).
+
+        Providers whose settings did not change keep their connection pools; replaced ones are
+        closed when the gateway stops (a stream may still be reading from them).
+        """
+        if settings == self.settings:
+            return
+        kept = {n: p for n, p in self.providers.items() if settings.providers.get(n) == p.config}
+        fresh = build_providers({n: c for n, c in settings.providers.items() if n not in kept})
+        self._retired += [p for n, p in self.providers.items() if n not in kept]
+        self.providers = {**kept, **fresh}
+        self.router = Router(settings)
+        self.known_models = known_models(settings)
+        self.settings = settings
 
     def _record(self, event: UsageEvent) -> None:
         event.cost_usd = cost_of(event, self.settings.prices)
@@ -90,7 +109,7 @@ class LlmService:
         self.usage.record(event)
 
     async def aclose(self) -> None:
-        for provider in self.providers.values():
+        for provider in [*self.providers.values(), *self._retired]:
             await provider.aclose()
 
     def route(self, api: Api, model: str, headers: Mapping[str, str], identity: Identity | None) -> Route:

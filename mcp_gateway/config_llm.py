@@ -246,3 +246,69 @@ def expand_llm(settings: LlmSettings, expand: Any) -> LlmSettings:
         ]
         providers[name] = provider.model_copy(update=update)
     return settings.model_copy(update={"providers": providers})
+
+
+def overlay(
+    settings: LlmSettings, entries: list[tuple[str, str, dict[str, Any]]]
+) -> tuple[LlmSettings, dict[str, str]]:
+    """`settings` (from gateway.yaml) with run-time entries `(kind, name, config)` laid over them.
+
+    A provider, alias or price of the same name replaces the file's; a rule of the same name takes
+    the file rule's place, other rules follow the file's in the order given. An entry that is not
+    valid (here: e.g. written by a newer gateway) is left out and reported in the second value,
+    `"<kind> <name>" → why`, so one bad row never takes the rest down.
+    """
+    providers = dict(settings.providers)
+    aliases = dict(settings.aliases)
+    prices = dict(settings.prices)
+    rules = {rule.name: rule for rule in settings.routing_rules}
+    skipped: dict[str, str] = {}
+    for kind, name, config in entries:
+        try:
+            if kind == "provider":
+                providers[name] = ProviderConfig.model_validate(config)
+            elif kind == "alias":
+                aliases[name] = str(AliasTarget.model_validate(config).target)
+            elif kind == "price":
+                prices[name] = ModelPrice.model_validate(config)
+            elif kind == "rule":
+                rules[name] = RoutingRule.model_validate({**config, "name": name})
+            else:
+                skipped[f"{kind} {name}"] = f"unknown kind {kind!r}"
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            skipped[f"{kind} {name}"] = str(exc).splitlines()[0]
+    try:
+        merged = LlmSettings.model_validate(
+            {
+                **settings.model_dump(exclude={"providers", "aliases", "prices", "routing_rules"}),
+                "providers": {n: p.model_dump(exclude_none=True) for n, p in providers.items()},
+                "aliases": aliases,
+                "prices": {n: p.model_dump(exclude_none=True) for n, p in prices.items()},
+                "routing_rules": [r.model_dump(exclude_none=True) for r in rules.values()],
+            }
+        )
+    except ValueError as exc:
+        skipped["llm"] = f"run-time settings ignored: {str(exc).splitlines()[0]}"
+        return settings, skipped
+    return merged, skipped
+
+
+class AliasTarget(_Strict):
+    """The body of an alias entry: what the name stands for."""
+
+    target: str = Field(min_length=3, pattern=r"^[^/\s]+/\S+$", description="provider/model")
+
+
+def secret_references_only(provider: ProviderConfig) -> str | None:
+    """Why `provider` may not be stored (a literal secret), or None: stored provider secrets are `${VAR}` references."""
+    for field in ("api_key", "secret_access_key", "session_token"):
+        value = getattr(provider, field)
+        if value and not _REFERENCE.fullmatch(value):
+            return f"{field}: give a ${{VAR}} reference, not the secret itself (secrets stay out of the database)"
+    for i, key in enumerate(provider.keys):
+        if not _REFERENCE.fullmatch(key.value):
+            return f"keys.{i}.value: give a ${{VAR}} reference, not the secret itself"
+    return None
+
+
+_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")

@@ -152,6 +152,12 @@ async def test_the_openapi_schema_documents_every_endpoint_and_body() -> None:
         "/credentials/{credential_id}": {"delete"},
         "/mcp/client/{name}/authorize": {"post"},
         "/me/credentials/{upstream}": {"delete"},
+        "/llm": {"get"},
+        "/llm/providers/{name}": {"put", "delete"},
+        "/llm/routing-rules/{name}": {"put", "delete"},
+        "/llm/aliases/{name}": {"put", "delete"},
+        "/llm/prices/{name}": {"put", "delete"},
+        "/llm/explain": {"post"},
     }
     assert {path: set(methods) for path, methods in paths.items()} == expected
     models = set(schema["components"]["schemas"])
@@ -164,6 +170,9 @@ async def test_the_openapi_schema_documents_every_endpoint_and_body() -> None:
         "VirtualKeyPage",
         "AuditPage",
         "UserOut",
+        "LlmSettingsOut",
+        "RoutingRule",
+        "ProviderConfig",
     ):
         assert model in models
     assert "HTTPBearer" in schema["components"]["securitySchemes"]

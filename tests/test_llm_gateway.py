@@ -23,7 +23,7 @@ import openai
 import pytest
 
 from examples.servers.llm_provider import MockProvider, Turn
-from tests.conftest import RunningGateway, running_gateway
+from tests.conftest import ADMIN_TOKEN, RunningGateway, running_gateway
 from tests.serving import free_port, serve_asgi
 
 pytestmark = pytest.mark.anyio
@@ -514,3 +514,65 @@ async def test_azure_openai_deployments_claude_on_foundry_and_a_rate_limited_key
     assert rotated.choices[0].message.content == "Hello from the mock."
     assert [r.headers["authorization"] for r in keyed.requests] == ["Bearer first-key", "Bearer second-key"]
     assert keyed.requests[1].body["max_tokens"] == 7  # compatible servers get max_tokens as sent
+
+
+async def test_rules_aliases_and_providers_changed_through_the_admin_api_apply_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MCPGW_TEST_SECOND_KEY", OPENAI_KEY)
+    async with llm_lab() as lab:
+        admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+        client = lab.anthropic_client()
+        ask: dict[str, Any] = {"max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+        async with httpx2.AsyncClient(base_url=f"{lab.base}/api", headers=admin) as api:
+            rule = {"name": "fast", "when": {"model": {"glob": "fast-*"}}, "target": "openai/gpt-5.5-mini"}
+            assert (await api.put("/llm/routing-rules/fast", json=rule)).status_code == 200
+            await client.messages.create(model="fast-please", **ask)
+            assert lab.openai.requests[-1].body["model"] == "gpt-5.5-mini"
+
+            assert (await api.put("/llm/aliases/cheap", json={"target": "openai/gpt-5.5-nano"})).status_code == 200
+            await client.messages.create(model="cheap", **ask)
+            assert lab.openai.requests[-1].body["model"] == "gpt-5.5-nano"
+
+            literal = await api.put("/llm/providers/second", json={"kind": "openai", "api_key": "sk-literal"})
+            assert (
+                literal.status_code == 422 and "${VAR} reference" in literal.text and "sk-literal" not in literal.text
+            )
+            unset = await api.put("/llm/providers/second", json={"kind": "openai", "api_key": "${NOT_SET_ANYWHERE}"})
+            assert unset.status_code == 422 and "NOT_SET_ANYWHERE is not set" in unset.text
+            base_url = lab.gateway.gateway.config.llm.providers["openai"].base_url
+            second = {"kind": "openai", "base_url": base_url, "api_key": "${MCPGW_TEST_SECOND_KEY}"}
+            added = await api.put("/llm/providers/second", json=second)
+            assert added.status_code == 200, added.text
+            shown = {p["name"]: p for p in added.json()["providers"]}
+            assert shown["second"]["source"] == "api"
+            assert shown["second"]["config"]["api_key"] == "${MCPGW_TEST_SECOND_KEY}"  # the reference, not the key
+            assert shown["anthropic"]["source"] == "config" and shown["anthropic"]["config"]["api_key"] == "***"
+            await client.messages.create(model="second/gpt-5.5", **ask)
+            assert lab.openai.requests[-1].headers["authorization"] == f"Bearer {OPENAI_KEY}"
+
+            explained = await api.post("/llm/explain", json={"model": "fast-x", "headers": {"User-Agent": "x"}})
+            assert explained.json()["targets"] == ["openai/gpt-5.5-mini"] and explained.json()["rule"] == "fast"
+            assert (await api.delete("/llm/routing-rules/sonnet-model")).status_code == 409  # from the file
+            assert (await api.delete("/llm/routing-rules/fast")).status_code == 204
+            assert (await api.delete("/llm/routing-rules/fast")).status_code == 404
+            await client.messages.create(model="fast-please", **ask)
+            assert lab.anthropic.requests[-1].body["model"] == "fast-please"  # no rule now: the default provider
+
+
+async def test_a_rule_set_with_the_cli_reaches_a_running_gateway_without_a_restart() -> None:
+    async with llm_lab() as lab:
+        env = {**os.environ, "DATABASE_URL": str(lab.gateway.gateway.database_url)}
+        command = [str(MCPGW), "route", "set", "fast", "--model", "fast", "--target", "openai/gpt-5.5-mini"]
+        done = await anyio.run_process([*command, "--config", "/nonexistent.yaml"], env=env, check=False)
+        assert done.returncode == 0, done.stderr
+        listed = await anyio.run_process([str(MCPGW), "route", "list", "--json"], env=env, check=False)
+        rules = {r["name"]: r["source"] for r in json.loads(listed.stdout)["routing_rules"]}
+        assert rules == {"fast": "store"}  # no gateway.yaml here: only the store's rule
+        client = lab.anthropic_client()
+        with anyio.fail_after(10):  # the store watcher polls every 2 s
+            while True:
+                await client.messages.create(model="fast", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+                if lab.openai.requests and lab.openai.requests[-1].body["model"] == "gpt-5.5-mini":
+                    break
+                await anyio.sleep(0.5)

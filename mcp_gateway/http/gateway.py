@@ -29,7 +29,7 @@ import anyio
 from pydantic import TypeAdapter, ValidationError
 
 from llm_gateway.service import LlmService
-from llm_gateway.usage import UsageEvent, UsageLog, known_models, observe_llm, usage_row
+from llm_gateway.usage import UsageEvent, UsageLog, observe_llm, usage_row
 from mcp_gateway.audit import AuditEvent, AuditLog
 from mcp_gateway.calls import ToolCalls
 from mcp_gateway.config import (
@@ -40,6 +40,7 @@ from mcp_gateway.config import (
     expand_environment,
     expand_llm_environment,
 )
+from mcp_gateway.config_llm import overlay
 from mcp_gateway.credentials.broker import SHARED_PRINCIPAL, CredentialBroker
 from mcp_gateway.credentials.flows import FlowRegistry
 from mcp_gateway.errors import ConfigError, Conflict, CredentialRequired, NotReady, UpstreamError
@@ -123,10 +124,11 @@ class Gateway:
         llm = expand_llm_environment(config.llm, os.environ, source="gateway.yaml")
         self.llm: LlmService | None = None
         """The LLM gateway (`/anthropic`, `/openai`); None when no provider is configured."""
-        if llm.enabled and llm.providers:
-            known = known_models(llm)
+        self.llm_skipped: dict[str, str] = {}
+        """Run-time LLM settings (admin API, CLI) that could not be applied, with why."""
+        if llm.enabled:
             metrics = self.metrics
-            observers = [lambda event: observe_llm(metrics, event, known)] if metrics is not None else []
+            observers = [self._observe_llm] if metrics is not None else []
             usage = UsageLog(self._write_llm_usage, observers=observers)
             self.llm = LlmService(llm, usage, spent_since=self._llm_spent_since)
 
@@ -182,6 +184,27 @@ class Gateway:
             grants = {k: tuple(v) for k, v in user.mcp_configs.items()} if user is not None else identity.grants
             return dataclasses.replace(identity, grants=grants)
         return identity
+
+    def _observe_llm(self, event: UsageEvent) -> None:
+        if self.metrics is not None and self.llm is not None:
+            observe_llm(self.metrics, event, self.llm.known_models)
+
+    async def _apply_llm_settings(self) -> None:
+        """The `llm:` section of the file with the store's run-time entries over it, applied to the LLM service."""
+        if self.llm is None or self.store is None:
+            return
+        rows = [(r.kind, r.name, dict(r.config)) for r in await self.store.list_llm_settings()]
+        merged, skipped = overlay(self.config.llm, rows)
+        try:
+            merged = expand_llm_environment(merged, os.environ, source="llm settings")
+        except ConfigError as exc:
+            skipped["llm"] = f"run-time settings ignored: {exc.message}"
+            merged = expand_llm_environment(self.config.llm, os.environ, source="gateway.yaml")
+        for what, why in skipped.items():
+            if self.llm_skipped.get(what) != why:
+                logger.error("LLM setting %s not applied: %s", what, why)
+        self.llm_skipped = skipped
+        self.llm.reconfigure(merged)
 
     async def _llm_spent_since(self, virtual_key_id: str, since: datetime) -> float:
         return await self.running_store().llm_spent_usd(virtual_key_id, since)
@@ -266,6 +289,7 @@ class Gateway:
             self.presenter.invalidate()
             await self.manager.apply(await self._upstreams_from_store())
             await self.manager.announce()
+            await self._apply_llm_settings()
 
     async def _upstreams_from_store(self) -> dict[str, UpstreamConfig]:
         assert self.store is not None

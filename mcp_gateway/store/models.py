@@ -146,6 +146,25 @@ class LlmUsage(SQLModel, table=True):
     ttfb_ms: float | None = None
 
 
+class LlmSetting(SQLModel, table=True):
+    """A provider, routing rule, alias or price of the LLM gateway made through the admin API or CLI.
+
+    These overlay the `llm:` section of gateway.yaml (same name: this one wins); nothing of the
+    file is copied here, so no secret written in the file reaches the database. Provider secrets
+    in these rows are `${VAR}` references only (the admin API and CLI refuse literal keys).
+    """
+
+    __tablename__ = "llm_setting"
+    __table_args__ = (UniqueConstraint("kind", "name", name="uq_llm_setting_kind_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    name: str
+    config: dict[str, Any] = Field(default_factory=dict, sa_type=JSON, nullable=False)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    updated_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
 class StoreRevision(SQLModel, table=True):
     """One row (`id` = 1) whose counter every policy-relevant write bumps in the same transaction."""
 

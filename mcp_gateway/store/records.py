@@ -154,3 +154,14 @@ class LlmUsageTotal:
     cost_usd: float
     failed: int
     fallbacks: int
+
+
+@dataclass(frozen=True, slots=True)
+class LlmSettingRecord:
+    """One LLM provider, routing rule, alias or price made through the admin API or CLI."""
+
+    kind: str
+    name: str
+    config: Mapping[str, Any]
+    created_at: datetime
+    updated_at: datetime

@@ -13,10 +13,11 @@ transaction that turns out to change nothing is rolled back, bump included.
 `Store` is assembled from one mixin per aggregate, each in its own module beside this one:
 `base.py` (`StoreBase`: sessions, the revision bump, `revision()`, `close()`, the `_completes`
 cancellation guard), `upstreams.py` (upstreams, `mirror_config`, `MirrorResult`), `users.py`,
-`virtual_keys.py` (keys and their tool grants), `audit.py` and `llm_usage.py` (the LLM
-gateway's usage log). The credential vault's rows are plain functions over a `Store` in
-`credentials.py`. This module opens the store: it connects, migrates the schema under a
-first-start lock, and returns the assembled `Store`.
+`virtual_keys.py` (keys and their tool grants), `audit.py`, `llm_usage.py` (the LLM gateway's
+usage log) and `llm_settings.py` (its providers, rules and aliases made at run time). The
+credential vault's rows are plain functions over a `Store` in `credentials.py`. This module opens
+the store: it connects, migrates the schema under a first-start lock, and returns the assembled
+`Store`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from mcp_gateway.store.audit import AuditStore
 from mcp_gateway.store.base import StoreBase, _reason
 from mcp_gateway.store.engine import create_engine, migrate, redact_url, resolve_database_url, sqlite_path
 from mcp_gateway.store.errors import StoreUnavailable
+from mcp_gateway.store.llm_settings import LlmSettingStore
 from mcp_gateway.store.llm_usage import LlmUsageStore
 from mcp_gateway.store.records import utc_now
 from mcp_gateway.store.upstreams import MirrorResult, UpstreamStore
@@ -57,7 +59,7 @@ except ImportError:  # Windows: no flock; SQLite's own write lock still serialis
     fcntl = None
 
 
-class Store(UpstreamStore, UserStore, VirtualKeyStore, AuditStore, LlmUsageStore, StoreBase):
+class Store(UpstreamStore, UserStore, VirtualKeyStore, AuditStore, LlmUsageStore, LlmSettingStore, StoreBase):
     """Upstreams, users, virtual keys with their tool grants, and the audit log.
 
     Raises `StoreError` (or a subclass) from every method when the database fails.
