@@ -195,7 +195,6 @@ class LlmSettings(_Strict):
         description='Prices by "provider/model", "model" or a glob of either (e.g. "openai/gpt-5*"); for cost '
         "in `mcpgw usage` and USD budgets. Requests to unpriced models cost nothing.",
     )
-    log_bodies: bool = Field(default=False, description="Keep prompts and completions in the usage log (off).")
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0, description="Largest request body accepted.")
 
     @field_validator("providers")

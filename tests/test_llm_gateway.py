@@ -576,3 +576,35 @@ async def test_a_rule_set_with_the_cli_reaches_a_running_gateway_without_a_resta
                 if lab.openai.requests and lab.openai.requests[-1].body["model"] == "gpt-5.5-mini":
                     break
                 await anyio.sleep(0.5)
+
+
+async def test_key_scoped_rules_come_first_then_priority_then_definition_order() -> None:
+    rules = [
+        {"name": "low", "priority": 1, "when": {"model": {"regex": "^team-"}}, "target": "openai/low"},
+        {"name": "high", "priority": 5, "when": {"model": {"regex": "^team-"}}, "target": "openai/high"},
+        {"name": "tie", "priority": 5, "when": {"model": {"regex": "^team-"}}, "target": "openai/tie"},
+        {
+            "name": "alice-only",
+            "scope": "virtual_key",
+            "virtual_keys": ["alice"],
+            "when": {"model": {"glob": "team-*"}, "headers": {"x-team": {"regex": "^(red|blue)$"}}},
+            "targets": [{"target": "anthropic/a", "weight": 1}, {"target": "anthropic/b", "weight": 1}],
+        },
+        {"name": "sessions", "priority": 9, "when": {"identity_modes": ["session"]}, "target": "openai/never"},
+    ]
+    async with llm_lab(routing_rules=rules) as lab:
+        store = lab.gateway.gateway.store
+        assert store is not None
+        _, alice = await store.create_virtual_key("alice", mcp_configs={})
+        ask: dict[str, Any] = {"model": "team-x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+        await lab.anthropic_client().messages.create(**ask)  # another key: global rules, highest first, ties in order
+        assert lab.openai.requests[-1].body["model"] == "high"
+        alice_client = lab.anthropic_client(key=alice)
+        seen = set()
+        for _ in range(20):
+            await alice_client.messages.create(**ask, extra_headers={"x-team": "red"})
+            seen.add(lab.anthropic.requests[-1].body["model"])
+        assert seen == {"a", "b"}  # both weighted targets are used
+        await alice_client.messages.create(**ask, extra_headers={"x-team": "green"})
+        assert lab.openai.requests[-1].body["model"] == "high"  # her rule's header does not match
+        assert {e.rule for e in lab.usage} == {"high", "alice-only"}
