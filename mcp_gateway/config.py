@@ -4,6 +4,10 @@ The same pydantic models validate the YAML file, `mcpgw import` output and (late
 API, so there is one definition of what a valid upstream is. Loading reports the first problems
 with the field path *and* the line in the file, because a platform engineer editing YAML needs
 to know where to look, not a pydantic traceback.
+
+Why one module of this length: the models, the YAML loading that maps a pydantic error back to
+its line, and `${VAR}` expansion are one concept — what a valid gateway.yaml is — and each needs
+the others' details (field paths, node positions). The `llm:` vocabulary lives in `config_llm.py`.
 """
 
 from __future__ import annotations

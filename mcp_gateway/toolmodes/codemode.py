@@ -11,6 +11,10 @@ Every run is bounded: CPU time and memory inside the sandbox (monty limits), too
 wall time on the gateway side (time spent in tool calls is invisible to the sandbox's clock),
 output size when the result is assembled. Whatever goes wrong comes back as an `isError`
 result the model can act on; the gateway never sees a sandbox exception.
+
+Why one module of this length: the run lifecycle (worker pool, limits on both sides of the
+sandbox, result assembly) is one concept whose parts share the per-run state (`_Run`); stubs and
+the catalog listing are already elsewhere.
 """
 
 from __future__ import annotations

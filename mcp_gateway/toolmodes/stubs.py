@@ -11,6 +11,10 @@ as JSON when a single text block holds a JSON object or array. Tools without an 
 are therefore typed `-> Any`: `dict[str, Any]` would make the checker reject correct code on
 tools that answer with plain text.
 
+Why one module of this length: one translation, JSON Schema → Python type expressions, whose
+cases (unions, enums, nested objects, defaults, names that are not identifiers) are all needed
+together and tested together (`tests/test_stubs.py`).
+
 Names are derived deterministically from the upstream and tool names (`python_identifier`);
 collisions within a module get `_2`, `_3`, … in sorted order, so the same catalog always yields
 the same stubs.
