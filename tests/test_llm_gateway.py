@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -341,7 +342,10 @@ async def test_bad_requests_get_clear_errors_in_the_apis_shape() -> None:
         assert not lab.anthropic.requests
 
 
-async def test_provider_garbage_and_a_stream_that_stops_mid_way_end_with_an_error_not_a_hang() -> None:
+async def test_provider_garbage_and_a_stream_that_stops_mid_way_end_with_an_error_not_a_hang(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
     async with llm_lab(provider_options={"anthropic": {"timeout": 1}}) as lab:
         lab.anthropic.script(Turn(garbage=True))
         client = lab.openai_client()
@@ -360,6 +364,9 @@ async def test_provider_garbage_and_a_stream_that_stops_mid_way_end_with_an_erro
                 async for _ in stream:
                     pass
         assert lab.usage[-1].status == 502 and "timed out" in (lab.usage[-1].error or "")
+    logged = [r for r in caplog.records if r.name.startswith(("llm_gateway", "mcp_gateway"))]
+    assert any("ended early" in r.getMessage() for r in logged)
+    assert not [r for r in logged if r.exc_info], "a provider failure is not a gateway bug: no traceback"
 
 
 async def test_count_tokens_goes_to_anthropic_family_providers_only() -> None:
