@@ -35,8 +35,11 @@ def median_of(values: Sequence[float]) -> float:
 
 
 def spec_width(spec: str) -> int:
-    """The field width of a format spec: ``"9.1f"`` → 9, ``"<8"`` → 8, ``">12,"`` → 12, ``".2f"`` → 0."""
-    match = re.match(r"[<>^=]?(\d*)", spec)
+    """The field width of a format spec: ``"9.1f"`` → 9, ``"<8"`` → 8, ``">12,"`` → 12, ``"+8.2f"`` → 8, ``".2f"`` → 0.
+
+    A sign (``+``) may stand between the alignment and the width, as in ``format``.
+    """
+    match = re.match(r"[<>^=]?[-+ ]?(\d*)", spec)
     return int(match[1]) if match and match[1] else 0
 
 

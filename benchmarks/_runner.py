@@ -2,12 +2,13 @@
 
 Why a module of its own, next to ``_load.py``: ``_load.py`` is what runs *inside* a load-client process (the SDK
 client and the marker protocol), and it must stay light because every measurement starts it afresh. This module is
-what the orchestrators (``proxy_overhead.py``, ``peers.py``, ``governance.py``, ``soak.py``, ``per_user.py``) do
-*around* it: start and stop the servers under test, spawn one worker per measurement, sample the servers' CPU time
-exactly at the worker's :data:`~_load.MARK_START` / :data:`~_load.MARK_END` lines, and parse its
-:data:`~_load.RESULT_PREFIX` line. What they report and write afterwards is in ``_results.py``. Each benchmark used
-to carry its own copy of these blocks, and the copies had started to drift (different timeouts, error messages,
-clean-up); one copy keeps the figures of different benchmarks comparable and a fix reaches all of them at once.
+what the orchestrators (``proxy_overhead.py``, ``peers.py``, ``governance.py``, ``soak.py``, ``per_user.py``,
+``llm_overhead.py``) do *around* it: start and stop the servers under test, spawn one worker per measurement,
+sample the servers' CPU time exactly at the worker's :data:`~_load.MARK_START` / :data:`~_load.MARK_END` lines,
+and parse its :data:`~_load.RESULT_PREFIX` line. What they report and write afterwards is in ``_results.py``.
+Each benchmark used to carry its own copy of these blocks, and the copies had started to drift (different timeouts,
+error messages, clean-up); one copy keeps the figures of different benchmarks comparable and a fix reaches all of
+them at once.
 """
 
 from __future__ import annotations

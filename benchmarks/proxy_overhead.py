@@ -184,11 +184,12 @@ def find_py_spy() -> str | None:
 
 
 @contextlib.contextmanager
-def py_spy_attached(py_spy: str, pid: int, output: Path, log: Path) -> Iterator[None]:
+def py_spy_attached(py_spy: str, pid: int, output: Path, log: Path, options: Sequence[str] = ()) -> Iterator[None]:
     """Record a flame graph of ``pid`` for the duration of the block; SIGINT makes py-spy write the SVG.
 
     Attaching by pid (rather than starting the gateway under py-spy) keeps start-up and the unprofiled runs out
-    of the profile, so the flame graph shows only the steady-state hot path.
+    of the profile, so the flame graph shows only the steady-state hot path. ``options`` are extra ``py-spy
+    record`` flags (``--gil``: only samples holding the GIL, which leaves out idle helper threads).
     """
     output.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as log_file:
@@ -205,6 +206,7 @@ def py_spy_attached(py_spy: str, pid: int, output: Path, log: Path) -> Iterator[
                 "flamegraph",
                 "-o",
                 str(output),
+                *options,
             ],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
