@@ -35,6 +35,7 @@ from llm_gateway.providers import (
     VertexProvider,
     build_providers,
 )
+from llm_gateway.providers.http import ProviderResponse
 from llm_gateway.routing import RequestFacts, Route, Router, RoutingError, Target
 from llm_gateway.translate import anthropic_to_gemini as a2g
 from llm_gateway.translate import anthropic_to_openai as a2o
@@ -278,7 +279,7 @@ class LlmService:
     async def _relay(
         self,
         api: Api,
-        response: httpx2.Response,
+        response: ProviderResponse,
         body_chunks: AsyncIterator[bytes],
         event: UsageEvent,
         started: float,
@@ -292,12 +293,22 @@ class LlmService:
             counts: list[tuple[int, int, int, int]] = []
 
             async def chunks() -> AsyncIterator[bytes]:
+                # Relayed up to the last complete event of each read: a client can do nothing with half
+                # an event, and a provider that writes in small pieces would otherwise cost one write
+                # (through every middleware) per piece. Nothing complete is ever held back.
+                pending = b""
                 async for chunk in body_chunks:
-                    yield chunk
                     for sse_event in parser.feed(chunk):
                         found = _counts_in(sse_event.data, counts_of)
                         if found is not None:
                             counts.append(_merge(counts[-1] if counts else None, found))
+                    pending += chunk
+                    end = _last_event_end(pending)
+                    if end:
+                        yield pending[:end]
+                        pending = pending[end:]
+                if pending:
+                    yield pending
 
             return self._streaming(api, response, chunks(), event, started, lambda: counts[-1] if counts else None)
         try:
@@ -327,7 +338,7 @@ class LlmService:
     def _streaming(
         self,
         api: Api,
-        response: httpx2.Response,
+        response: ProviderResponse,
         chunks: AsyncIterator[bytes],
         event: UsageEvent,
         started: float,
@@ -393,7 +404,7 @@ def _usage_event(api: Api, model: str, identity: Identity | None, *, stream: boo
     return event
 
 
-async def _read_json(response: httpx2.Response, provider: str) -> dict[str, Any]:
+async def _read_json(response: ProviderResponse, provider: str) -> dict[str, Any]:
     try:
         data = await response.aread()
     except httpx2.HTTPError as exc:
@@ -467,6 +478,15 @@ def _merge(previous: tuple[int, int, int, int] | None, found: tuple[int, int, in
 def _apply(event: UsageEvent, counts: tuple[int, int, int, int] | None) -> None:
     if counts is not None:
         event.input_tokens, event.output_tokens, event.cache_read_tokens, event.cache_write_tokens = counts
+
+
+_EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")
+
+
+def _last_event_end(data: bytes) -> int:
+    """Where the last complete server-sent event in `data` ends (0: none is complete yet)."""
+    ends = [data.rfind(mark) + len(mark) for mark in _EVENT_ENDS if mark in data]
+    return max(ends, default=0)
 
 
 def _json_or_none(data: bytes) -> Any:

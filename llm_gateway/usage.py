@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -95,14 +96,13 @@ class UsageLog:
         self._observers = tuple(observers)
         self._buffer: list[UsageEvent] = []
         self._wake = anyio.Event()
-        self.recent: list[UsageEvent] = []
+        self.recent: deque[UsageEvent] = deque(maxlen=1000)
         """The last events, newest last (bounded): what tests and `/readyz`-style probes look at."""
 
     def record(self, event: UsageEvent) -> None:
         for observe in self._observers:
             observe(event)
         self.recent.append(event)
-        del self.recent[:-1000]
         if self._sink is None:
             return
         self._buffer.append(event)

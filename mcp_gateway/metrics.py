@@ -91,6 +91,7 @@ class Metrics:
         self._calls: dict[tuple[str, str, str], Any] = {}
         self._durations: dict[str, Any] = {}
         self._responses: dict[tuple[str, int], Any] = {}
+        self._llm: dict[tuple[str, str, int], Any] = {}
 
     def observe(self, event: AuditEvent) -> None:
         """Count one finished tool call (an `AuditLog` observer)."""
@@ -122,13 +123,22 @@ class Metrics:
     ) -> None:
         """Count one finished model request; `model` must already be a bounded label (see the LLM gateway)."""
         provider = provider or UNKNOWN
-        self.llm_requests.labels(provider, model, str(status)).inc()
+        children = self._llm.get((provider, model, status))
+        if children is None:
+            children = self._llm[(provider, model, status)] = (
+                self.llm_requests.labels(provider, model, str(status)),
+                {kind: self.llm_tokens.labels(provider, model, kind) for kind in tokens},
+                self.llm_duration.labels(provider),
+                self.llm_ttfb.labels(provider),
+            )
+        requests, token_counters, duration, ttfb = children
+        requests.inc()
         for kind, count in tokens.items():
             if count:
-                self.llm_tokens.labels(provider, model, kind).inc(count)
-        self.llm_duration.labels(provider).observe(duration_ms / 1000)
+                token_counters[kind].inc(count)
+        duration.observe(duration_ms / 1000)
         if ttfb_ms is not None:
-            self.llm_ttfb.labels(provider).observe(ttfb_ms / 1000)
+            ttfb.observe(ttfb_ms / 1000)
 
     def http_response(self, path: str, status: int) -> None:
         key = (path, status)

@@ -213,3 +213,12 @@ async def test_an_anthropic_stream_becomes_chat_completion_chunks_with_the_same_
         "total_tokens": 14,
         "prompt_tokens_details": {"cached_tokens": 0},
     }
+
+
+def test_a_relayed_stream_is_cut_only_after_complete_events() -> None:
+    from llm_gateway.service import _last_event_end
+
+    assert _last_event_end(b"") == 0
+    assert _last_event_end(b"event: a\ndata: {") == 0  # half an event waits for its end
+    assert _last_event_end(b"data: 1\n\ndata: 2") == len(b"data: 1\n\n")
+    assert _last_event_end(b"data: 1\r\n\r\n") == len(b"data: 1\r\n\r\n")

@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import httpx2
-
 from llm_gateway.providers.base import Family, Provider
+from llm_gateway.providers.http import ProviderResponse
 from llm_gateway.wire import dumps
 from mcp_gateway.config_llm import ProviderConfig
 
@@ -30,16 +29,16 @@ class AnthropicFamily(Provider):
 
     async def messages(
         self, body: Mapping[str, Any], model: str, key: str | None, client_headers: Mapping[str, str]
-    ) -> httpx2.Response:
+    ) -> ProviderResponse:
         raise NotImplementedError
 
     async def count_tokens(
         self, body: Mapping[str, Any], model: str, key: str | None, client_headers: Mapping[str, str]
-    ) -> httpx2.Response | None:
+    ) -> ProviderResponse | None:
         """None: this provider cannot count tokens."""
         return None
 
-    def events(self, response: httpx2.Response) -> AsyncIterator[bytes]:
+    def events(self, response: ProviderResponse) -> AsyncIterator[bytes]:
         """The answer's stream as Anthropic server-sent events (bytes as they arrive)."""
         return response.aiter_bytes()
 
@@ -59,13 +58,13 @@ class AnthropicProvider(AnthropicFamily):
 
     async def messages(
         self, body: Mapping[str, Any], model: str, key: str | None, client_headers: Mapping[str, str]
-    ) -> httpx2.Response:
+    ) -> ProviderResponse:
         data = dumps({**body, "model": model})
         return await self.open(f"{self.base_url}/v1/messages", data, self.headers(key, client_headers))
 
     async def count_tokens(
         self, body: Mapping[str, Any], model: str, key: str | None, client_headers: Mapping[str, str]
-    ) -> httpx2.Response | None:
+    ) -> ProviderResponse | None:
         data = dumps({**body, "model": model})
         return await self.open(f"{self.base_url}/v1/messages/count_tokens", data, self.headers(key, client_headers))
 

@@ -18,6 +18,7 @@ from typing import Literal
 
 import httpx2
 
+from llm_gateway.providers.http import ProviderHttp, ProviderResponse
 from mcp_gateway.config_llm import DEFAULT_BASE_URLS, ProviderConfig
 
 logger = logging.getLogger(__name__)
@@ -81,9 +82,7 @@ class Provider:
             keys.insert(0, (config.api_key, 1.0))
         self._keys = keys
         self._rested_until = [0.0] * len(keys)
-        timeout = httpx2.Timeout(config.timeout, connect=config.connect_timeout)
-        limits = httpx2.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=60)
-        self.client = httpx2.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
+        self.http = ProviderHttp(timeout=config.timeout, connect_timeout=config.connect_timeout)
 
     def family_of(self, model: str) -> Family:
         """The wire format this provider speaks for `model` (Vertex serves Claude and Gemini)."""
@@ -113,7 +112,7 @@ class Provider:
             self._rested_until[index] = time.monotonic() + (seconds or _DEFAULT_REST_SECONDS)
             logger.warning("provider %s: key #%d rate-limited; resting it", self.name, index + 1)
 
-    async def open(self, url: str, body: bytes, headers: Mapping[str, str]) -> httpx2.Response:
+    async def open(self, url: str, body: bytes, headers: Mapping[str, str]) -> ProviderResponse:
         """POST `body` and return the response with its body still unread (the caller closes it).
 
         Raises:
@@ -121,8 +120,7 @@ class Provider:
                 (the body read, up to 64 KiB).
         """
         try:
-            request = self.client.build_request("POST", url, content=body, headers=headers)
-            response = await self.client.send(request, stream=True)
+            response = await self.http.post(url, body, headers)
         except httpx2.InvalidURL as exc:
             raise ProviderFailure(
                 self.name, f"provider {self.name} has an unusable URL ({exc}); check its base_url"
@@ -148,10 +146,10 @@ class Provider:
         return response
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.http.aclose()
 
 
-async def _read_some(response: httpx2.Response, limit: int) -> bytes:
+async def _read_some(response: ProviderResponse, limit: int) -> bytes:
     data = b""
     try:
         async for chunk in response.aiter_bytes():

@@ -24,7 +24,6 @@ from urllib.parse import quote
 import anyio
 import anyio.to_thread
 import botocore.session
-import httpx2
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
@@ -32,6 +31,7 @@ from botocore.eventstream import EventStreamBuffer, InvalidHeadersLength, Invali
 
 from llm_gateway.providers.anthropic import AnthropicFamily, beta_list
 from llm_gateway.providers.base import ProviderFailure
+from llm_gateway.providers.http import ProviderResponse
 from llm_gateway.translate.anthropic_to_openai import StreamError
 from llm_gateway.wire import dumps, loads, sse
 from mcp_gateway.config_llm import ProviderConfig
@@ -77,7 +77,7 @@ class BedrockProvider(AnthropicFamily):
 
     async def messages(
         self, body: Mapping[str, Any], model: str, key: str | None, client_headers: Mapping[str, str]
-    ) -> httpx2.Response:
+    ) -> ProviderResponse:
         stream = bool(body.get("stream"))
         payload: dict[str, Any] = {k: v for k, v in body.items() if k not in _DROPPED}
         payload["anthropic_version"] = BEDROCK_VERSION
@@ -94,7 +94,7 @@ class BedrockProvider(AnthropicFamily):
         SigV4Auth(await self._credentials(), "bedrock", self.region).add_auth(request)
         return await self.open(url, data, dict(request.headers.items()))
 
-    def events(self, response: httpx2.Response) -> AsyncIterator[bytes]:
+    def events(self, response: ProviderResponse) -> AsyncIterator[bytes]:
         return _anthropic_events(response.aiter_bytes())
 
 

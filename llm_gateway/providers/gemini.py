@@ -11,9 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-import httpx2
-
 from llm_gateway.providers.base import Family, Provider
+from llm_gateway.providers.http import ProviderResponse
 from llm_gateway.wire import dumps
 
 
@@ -24,7 +23,7 @@ def gemini_action(stream: bool) -> str:
 class GeminiProvider(Provider):
     family: Family = "gemini"
 
-    async def generate(self, body: Mapping[str, Any], model: str, key: str | None, *, stream: bool) -> httpx2.Response:
+    async def generate(self, body: Mapping[str, Any], model: str, key: str | None, *, stream: bool) -> ProviderResponse:
         url = f"{self.base_url}/v1beta/models/{quote(model, safe='')}:{gemini_action(stream)}"
         headers = {"content-type": "application/json"}
         if key:

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-import httpx2
-
 from llm_gateway.providers.base import Family, Provider
+from llm_gateway.providers.http import ProviderResponse
 
 AZURE_API_VERSION = "2024-10-21"
 
@@ -29,7 +28,7 @@ class OpenAIProvider(Provider):
         """OpenAI's own API wants `max_completion_tokens`; compatible servers know `max_tokens` best."""
         return "max_tokens" if self.config.kind == "openai_compatible" else "max_completion_tokens"
 
-    async def chat(self, body: bytes, key: str | None, model: str) -> httpx2.Response:
+    async def chat(self, body: bytes, key: str | None, model: str) -> ProviderResponse:
         headers = {"content-type": "application/json"}
         if self.is_azure:
             deployment = self.config.deployments.get(model, model)

@@ -21,7 +21,6 @@ import anyio
 import anyio.to_thread
 import google.auth
 import google.auth.transport.urllib3
-import httpx2
 import urllib3
 from google.auth.credentials import Credentials as GoogleCredentials
 from google.auth.exceptions import GoogleAuthError
@@ -30,6 +29,7 @@ from google.oauth2 import service_account
 from llm_gateway.providers.anthropic import AnthropicFamily
 from llm_gateway.providers.base import Family, ProviderFailure
 from llm_gateway.providers.gemini import gemini_action
+from llm_gateway.providers.http import ProviderResponse
 from llm_gateway.wire import dumps
 from mcp_gateway.config_llm import ProviderConfig
 
@@ -91,7 +91,7 @@ class VertexProvider(AnthropicFamily):
         """Claude models speak Anthropic's Messages API on Vertex; every other model is Gemini."""
         return "anthropic" if model.startswith("claude") else "gemini"
 
-    async def generate(self, body: Mapping[str, Any], model: str, key: str | None, *, stream: bool) -> httpx2.Response:
+    async def generate(self, body: Mapping[str, Any], model: str, key: str | None, *, stream: bool) -> ProviderResponse:
         """Gemini on Vertex: `generateContent` / `streamGenerateContent?alt=sse` under publishers/google."""
         token = await self._token()
         if not self._project:
@@ -107,7 +107,7 @@ class VertexProvider(AnthropicFamily):
 
     async def messages(
         self, body: Mapping[str, Any], model: str, key: str | None, client_headers: Mapping[str, str]
-    ) -> httpx2.Response:
+    ) -> ProviderResponse:
         token = await self._token()
         if not self._project:
             raise ProviderFailure(

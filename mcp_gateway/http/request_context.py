@@ -63,7 +63,8 @@ def _incoming_request_id(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-_PATHS = frozenset({"/mcp", "/healthz", "/readyz", "/metrics"})
+_PATHS = frozenset({"/mcp", "/healthz", "/readyz", "/metrics", "/anthropic", "/openai"})
+_PREFIXES = ("/anthropic/", "/openai/")
 
 
 def _path_label(path: str) -> str:
@@ -71,4 +72,7 @@ def _path_label(path: str) -> str:
         return path
     if path == "/api" or path.startswith("/api/"):
         return "/api"  # admin API paths hold ids: one label for all of them
+    for face in _PREFIXES:
+        if path.startswith(face):
+            return face.rstrip("/")
     return "other"
