@@ -224,7 +224,9 @@ class Target:
 def start_mock(children: Children) -> tuple[Child, str, str]:
     """The mock provider with a fresh key; returns it, its ``/v1`` base URL and the key."""
     port, key = free_port(), "sk-mock-" + secrets.token_urlsafe(18)
-    mock = children.start("mock", [sys.executable, str(MOCK_PROVIDER), "--port", str(port), "--key", key])
+    # One write per event, as real providers stream (the tests' default cuts streams every 7 bytes).
+    mock_argv = [sys.executable, str(MOCK_PROVIDER), "--port", str(port), "--key", key, "--write-events"]
+    mock = children.start("mock", mock_argv)
     wait_for_port(mock, port, STARTUP_TIMEOUT)
     return mock, f"http://127.0.0.1:{port}/v1", key
 

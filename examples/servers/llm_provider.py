@@ -67,6 +67,9 @@ class MockProvider:
         self.piece = piece
         self.turns: deque[Turn] = deque()
         self.default = Turn()
+        self.stream_write_bytes: int | None = 7
+        """OpenAI streams are written in pieces of this many bytes (awkward cuts, for the tests); None:
+        one write per event, as real providers write them."""
         self.echo = False
         """Answer with the text of the last user message (for the demo), instead of `default`."""
         self.tool_then_text: tuple[str, dict[str, Any]] | None = None
@@ -323,7 +326,8 @@ class MockProvider:
         parts.append(b"data: [DONE]\n\n")
         # Cut the bytes at awkward places (inside JSON, inside "data:"), as networks do.
         blob = b"".join(parts)
-        pieces = [blob[i : i + 7] for i in range(0, len(blob), 7)]
+        size = self.stream_write_bytes
+        pieces = parts if size is None else [blob[i : i + size] for i in range(0, len(blob), size)]
         for count, piece in enumerate(pieces):
             if turn.break_after is not None and count >= turn.break_after:
                 raise RuntimeError("mock: connection broken on purpose")
@@ -388,11 +392,16 @@ def main() -> None:
     parser.add_argument("--tool-call", nargs=2, metavar=("NAME", "JSON_ARGUMENTS"))
     parser.add_argument("--text", default="Hello from the mock.")
     parser.add_argument("--echo", action="store_true", help="answer with the last user message (demo)")
+    parser.add_argument(
+        "--write-events", action="store_true", help="write streams one event per write, as real providers do"
+    )
     parser.add_argument("--record", help="append every request as one JSON line to this file")
     args = parser.parse_args()
     provider = MockProvider(args.key)
     provider.default = Turn(text=args.text)
     provider.echo = args.echo
+    if args.write_events:
+        provider.stream_write_bytes = None
     if args.tool_call:
         provider.tool_then_text = (args.tool_call[0], json.loads(args.tool_call[1]))
     if args.record:
