@@ -615,3 +615,26 @@ async def test_key_scoped_rules_come_first_then_priority_then_definition_order()
         await alice_client.messages.create(**ask, extra_headers={"x-team": "green"})
         assert lab.openai.requests[-1].body["model"] == "high"  # her rule's header does not match
         assert {e.rule for e in lab.usage} == {"high", "alice-only"}
+
+
+async def test_a_client_that_goes_away_mid_stream_stops_the_relay_and_the_provider_stream() -> None:
+    async with llm_lab() as lab:
+        lab.anthropic.script(Turn(hang_after=3))  # the provider would keep the stream open for its whole timeout
+        body = {
+            "model": "claude-sonnet-4-6",
+            "max_tokens": 5,
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+        headers = {"authorization": f"Bearer {lab.vk}"}
+        async with (
+            httpx2.AsyncClient(base_url=lab.base) as http,
+            http.stream("POST", "/anthropic/v1/messages", json=body, headers=headers) as response,
+        ):
+            async for line in response.aiter_lines():
+                if line.startswith("event: message_start"):
+                    break
+        with anyio.fail_after(10):  # recorded in the relay's cleanup, which closes the provider's stream
+            while not lab.usage:
+                await anyio.sleep(0.05)
+        assert lab.usage[-1].stream and lab.usage[-1].provider == "anthropic"
