@@ -18,7 +18,14 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llm_gateway.errors import Api, LlmError
-from llm_gateway.http_common import caller, error_response, read_json, respond, routing_headers
+from llm_gateway.http_common import (
+    caller,
+    completion_handler,
+    error_response,
+    read_json,
+    respond,
+    routing_headers,
+)
 from llm_gateway.models import listed_models
 from llm_gateway.service import LlmService
 
@@ -33,13 +40,7 @@ def anthropic_routes(service: LlmService, guard: Guard) -> list[BaseRoute]:
     async def root(request: Request) -> Response:
         return JSONResponse({"name": "mcpgw", "api": "anthropic"})
 
-    async def messages(request: Request) -> Response:
-        try:
-            body = await read_json(request, service.settings.max_body_bytes)
-            reply = await service.complete("anthropic", body, routing_headers(request), caller(request))
-        except LlmError as error:
-            return error_response("anthropic", error)
-        return respond(reply)
+    messages = completion_handler(service, "anthropic")
 
     async def count_tokens(request: Request) -> Response:
         try:
@@ -67,7 +68,11 @@ def anthropic_routes(service: LlmService, guard: Guard) -> list[BaseRoute]:
     return [
         Route("/anthropic", root, methods=["GET", "HEAD"]),
         Route("/anthropic/", root, methods=["GET", "HEAD"]),
-        Route("/anthropic/v1/messages", guard(Endpoint(messages, "anthropic")), methods=["POST"]),
+        Route(
+            "/anthropic/v1/messages",
+            guard(Endpoint(messages, "anthropic")),
+            methods=["POST"],
+        ),
         Route("/anthropic/v1/messages/count_tokens", guard(Endpoint(count_tokens, "anthropic")), methods=["POST"]),
         Route("/anthropic/v1/models", guard(Endpoint(models, "anthropic")), methods=["GET"]),
     ]

@@ -6,7 +6,7 @@ is all read), and parsed once; a body that is not JSON is a 400 that says so.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from llm_gateway.errors import Api, LlmError, error_body
-from llm_gateway.service import Reply
+from llm_gateway.service import LlmService, Reply
 from llm_gateway.wire import dumps, loads
 from mcp_gateway.identity import Identity, identity_in_scope
 
@@ -110,3 +110,17 @@ def openai_refusal(status: int, message: str, headers: dict[str, str]) -> Respon
 def _retry(headers: dict[str, str]) -> float | None:
     value = headers.get("Retry-After") or headers.get("retry-after")
     return float(value) if value is not None and value.isdigit() else None
+
+
+def completion_handler(service: LlmService, api: Api) -> Callable[[Request], Awaitable[Response]]:
+    """`POST /v1/messages` (api `anthropic`) or `/v1/chat/completions` (api `openai`): the whole request."""
+
+    async def handle(request: Request) -> Response:
+        try:
+            body = await read_json(request, service.settings.max_body_bytes)
+            reply = await service.complete(api, body, routing_headers(request), caller(request))
+        except LlmError as error:
+            return error_response(api, error)
+        return respond(reply)
+
+    return handle

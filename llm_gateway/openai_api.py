@@ -13,8 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from llm_gateway.anthropic_api import Endpoint, Guard
-from llm_gateway.errors import LlmError
-from llm_gateway.http_common import caller, error_response, read_json, respond, routing_headers
+from llm_gateway.http_common import completion_handler
 from llm_gateway.models import listed_models
 from llm_gateway.service import LlmService
 
@@ -22,13 +21,7 @@ from llm_gateway.service import LlmService
 def openai_routes(service: LlmService, guard: Guard) -> list[BaseRoute]:
     """The routes under `/openai`; `guard` puts the identity middleware in front of them."""
 
-    async def chat_completions(request: Request) -> Response:
-        try:
-            body = await read_json(request, service.settings.max_body_bytes)
-            reply = await service.complete("openai", body, routing_headers(request), caller(request))
-        except LlmError as error:
-            return error_response("openai", error)
-        return respond(reply)
+    chat_completions = completion_handler(service, "openai")
 
     async def models(request: Request) -> Response:
         created = int(time.time())
@@ -44,6 +37,10 @@ def openai_routes(service: LlmService, guard: Guard) -> list[BaseRoute]:
         return JSONResponse({"object": "list", "data": data})
 
     return [
-        Route("/openai/v1/chat/completions", guard(Endpoint(chat_completions, "openai")), methods=["POST"]),
+        Route(
+            "/openai/v1/chat/completions",
+            guard(Endpoint(chat_completions, "openai")),
+            methods=["POST"],
+        ),
         Route("/openai/v1/models", guard(Endpoint(models, "openai")), methods=["GET"]),
     ]

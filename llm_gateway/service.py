@@ -40,6 +40,7 @@ from llm_gateway.routing import RequestFacts, Route, Router, RoutingError, Targe
 from llm_gateway.translate import anthropic_to_gemini as a2g
 from llm_gateway.translate import anthropic_to_openai as a2o
 from llm_gateway.translate import openai_to_anthropic as o2a
+from llm_gateway.translate.common import StreamError
 from llm_gateway.usage import UsageEvent, UsageLog, cost_of, known_models
 from llm_gateway.wire import SseParser, dumps, loads, sse
 from mcp_gateway.config_llm import LlmSettings
@@ -352,7 +353,7 @@ class LlmService:
                     if event.ttfb_ms is None:
                         event.ttfb_ms = (clock() - started) * 1000
                     yield chunk
-            except (httpx2.HTTPError, a2o.StreamError) as exc:
+            except (httpx2.HTTPError, StreamError) as exc:
                 message = _stream_failure(exc, event.provider)
                 logger.warning("llm: stream from %s ended early: %s", event.provider, message)
                 event.status, event.error = 502, message
@@ -516,7 +517,7 @@ def _short(failure: ProviderFailure) -> str:
 
 
 def _stream_failure(exc: Exception, provider: str | None) -> str:
-    if isinstance(exc, a2o.StreamError):
+    if isinstance(exc, StreamError):
         return f"provider {provider} reported an error mid-stream: {message_of(exc.body) or 'no message'}"
     if isinstance(exc, httpx2.TimeoutException):
         return f"provider {provider} stopped sending (timed out mid-stream)"
@@ -524,7 +525,7 @@ def _stream_failure(exc: Exception, provider: str | None) -> str:
 
 
 def _overloaded(exc: Exception) -> bool:
-    if isinstance(exc, a2o.StreamError) and isinstance(exc.body, dict):
+    if isinstance(exc, StreamError) and isinstance(exc.body, dict):
         error = exc.body.get("error")
         return isinstance(error, dict) and error.get("type") == "overloaded_error"
     return False

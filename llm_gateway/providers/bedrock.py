@@ -32,7 +32,7 @@ from botocore.eventstream import EventStreamBuffer, InvalidHeadersLength, Invali
 from llm_gateway.providers.anthropic import AnthropicFamily, beta_list
 from llm_gateway.providers.base import ProviderFailure
 from llm_gateway.providers.http import ProviderResponse
-from llm_gateway.translate.anthropic_to_openai import StreamError
+from llm_gateway.translate.common import StreamError
 from llm_gateway.wire import dumps, loads, sse
 from mcp_gateway.config_llm import ProviderConfig
 

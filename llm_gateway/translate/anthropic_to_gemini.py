@@ -22,8 +22,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from llm_gateway.translate.anthropic_to_openai import StreamError
-from llm_gateway.wire import SseParser, dumps, loads, sse
+from llm_gateway.translate.common import StreamError, reframe
+from llm_gateway.wire import dumps, sse
 
 _SCHEMA_KEYS = frozenset(
     {
@@ -263,6 +263,8 @@ class StreamTranslator:
         self._started = False
 
     def chunk(self, data: dict[str, Any]) -> bytes:
+        if "error" in data:
+            raise StreamError(data)
         out = b""
         if not self._started:
             self._started = True
@@ -338,20 +340,6 @@ class StreamTranslator:
         return out + sse("message_stop", {"type": "message_stop"})
 
 
-async def stream(chunks: AsyncIterator[bytes], translator: StreamTranslator) -> AsyncIterator[bytes]:
+def stream(chunks: AsyncIterator[bytes], translator: StreamTranslator) -> AsyncIterator[bytes]:
     """Re-frame a Gemini SSE stream as Anthropic events, chunk by chunk."""
-    parser = SseParser()
-    async for chunk in chunks:
-        out = b""
-        for event in parser.feed(chunk):
-            try:
-                data = loads(event.data)
-            except ValueError:
-                continue
-            if isinstance(data, dict) and "error" in data:
-                raise StreamError(data)
-            if isinstance(data, dict):
-                out += translator.chunk(data)
-        if out:
-            yield out
-    yield translator.finish()
+    return reframe(chunks, translator.chunk, translator.finish)

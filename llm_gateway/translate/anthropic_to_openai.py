@@ -12,12 +12,12 @@ Completions requires; `tool_reference` blocks (tool search) become a line of tex
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from llm_gateway.wire import SseParser, dumps, loads, sse
+from llm_gateway.translate.common import StreamError, parse_arguments, reframe
+from llm_gateway.wire import dumps, sse
 
 _STOP_REASONS = {
     "stop": "end_turn",
@@ -217,7 +217,7 @@ def response(data: dict[str, Any], model: str) -> dict[str, Any]:
                 "type": "tool_use",
                 "id": call.get("id") or _tool_id(),
                 "name": function.get("name", ""),
-                "input": _parse_arguments(function.get("arguments")),
+                "input": parse_arguments(function.get("arguments")),
             }
         )
     if message.get("refusal") and not content:
@@ -246,19 +246,6 @@ def usage(openai_usage: Any) -> dict[str, int]:
     if cached:
         out["cache_read_input_tokens"] = cached
     return out
-
-
-def _parse_arguments(arguments: Any) -> Any:
-    """Tool arguments as an object; a provider that sent broken JSON gets it kept as text, never lost."""
-    if isinstance(arguments, dict):
-        return arguments
-    if not arguments:
-        return {}
-    try:
-        value = loads(arguments)
-    except ValueError:
-        return {"arguments": arguments}
-    return value if isinstance(value, dict) else {"value": value}
 
 
 def _message_id(source: Any) -> str:
@@ -304,6 +291,8 @@ class StreamTranslator:
 
     def chunk(self, data: dict[str, Any]) -> bytes:
         """The Anthropic events for one Chat Completions chunk (possibly none)."""
+        if "error" in data:
+            raise StreamError(data)
         out = b"" if self.started else self.start(data.get("id"))
         if isinstance(data.get("usage"), dict):
             self.usage = usage(data["usage"])
@@ -400,34 +389,6 @@ class StreamTranslator:
         return out + sse("message_stop", {"type": "message_stop"})
 
 
-async def stream(chunks: AsyncIterator[bytes], translator: StreamTranslator) -> AsyncIterator[bytes]:
+def stream(chunks: AsyncIterator[bytes], translator: StreamTranslator) -> AsyncIterator[bytes]:
     """Re-frame a Chat Completions SSE stream as Anthropic events, chunk by chunk."""
-    parser = SseParser()
-    async for chunk in chunks:
-        out = b""
-        for event in parser.feed(chunk):
-            if event.data == "[DONE]":
-                continue
-            try:
-                data = loads(event.data)
-            except ValueError:
-                continue
-            if isinstance(data, dict) and "error" in data:
-                raise StreamError(data)
-            if isinstance(data, dict):
-                out += translator.chunk(data)
-        if out:
-            yield out
-    yield translator.finish()
-
-
-class StreamError(Exception):
-    """The provider sent an error inside its stream."""
-
-    def __init__(self, body: Any) -> None:
-        super().__init__("the provider sent an error in its stream")
-        self.body = body
-
-
-def now() -> int:
-    return int(time.time())
+    return reframe(chunks, translator.chunk, translator.finish)

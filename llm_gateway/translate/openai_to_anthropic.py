@@ -16,8 +16,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from llm_gateway.translate.anthropic_to_openai import StreamError
-from llm_gateway.wire import SseParser, dumps, loads
+from llm_gateway.translate.common import StreamError, parse_arguments, reframe
+from llm_gateway.wire import dumps
 
 DEFAULT_MAX_TOKENS = 4096
 _FINISH_REASONS = {
@@ -129,22 +129,10 @@ def _assistant_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
                 "type": "tool_use",
                 "id": call.get("id") or f"toolu_{uuid.uuid4().hex[:24]}",
                 "name": function.get("name", ""),
-                "input": _parse_arguments(function.get("arguments")),
+                "input": parse_arguments(function.get("arguments")),
             }
         )
     return blocks or [{"type": "text", "text": ""}]
-
-
-def _parse_arguments(arguments: Any) -> Any:
-    if isinstance(arguments, dict):
-        return arguments
-    if not arguments:
-        return {}
-    try:
-        value = loads(arguments)
-    except ValueError:
-        return {"arguments": arguments}
-    return value if isinstance(value, dict) else {"value": value}
 
 
 def _tool(tool: dict[str, Any]) -> dict[str, Any]:
@@ -314,18 +302,6 @@ class StreamTranslator:
         return out + b"data: [DONE]\n\n"
 
 
-async def stream(chunks: AsyncIterator[bytes], translator: StreamTranslator) -> AsyncIterator[bytes]:
+def stream(chunks: AsyncIterator[bytes], translator: StreamTranslator) -> AsyncIterator[bytes]:
     """Re-frame an Anthropic SSE stream as Chat Completions chunks, chunk by chunk."""
-    parser = SseParser()
-    async for chunk in chunks:
-        out = b""
-        for event in parser.feed(chunk):
-            try:
-                data = loads(event.data)
-            except ValueError:
-                continue
-            if isinstance(data, dict):
-                out += translator.event(data)
-        if out:
-            yield out
-    yield translator.finish()
+    return reframe(chunks, translator.event, translator.finish)
