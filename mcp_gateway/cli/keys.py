@@ -164,6 +164,7 @@ def vk_show(
         ("user", escape(record.user_id or "-")),
         ("active", "[green]yes[/green]" if record.active else "[red]no[/red]"),
         ("allows", escape(allows) or "only upstreams with allow_on_all_virtual_keys"),
+        ("models", escape(describe_policy(record.llm)) if record.llm else "every configured model, no budgets"),
         ("created", when(record.created_at)),
         ("updated", when(record.updated_at)),
         ("last used", when(record.last_used_at)),
