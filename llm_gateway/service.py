@@ -10,8 +10,14 @@ API's shape.
 
 Same wire format on both sides (an Anthropic client, an Anthropic-family provider): the body is
 sent with only `model` replaced and the answer relayed byte for byte. Different formats go
-through `translate/`. Streams are relayed chunk by chunk, never buffered; a failure mid-stream
-ends the stream with an error event in the client's format.
+through `translate/`. Streams are relayed as they arrive, cut only after complete events; a
+failure mid-stream ends the stream with an error event in the client's format. Reading an
+answer (token counts) and shaping a failure are `answers.py`.
+
+Why this module is longer than most (~420 lines): the four ways a request can travel (same
+format, Anthropic ⇄ OpenAI either way, through Gemini) and the relay share the fallback loop's
+state (the usage event, the attempt, what was already sent); split apart, each would reach into
+the others.
 """
 
 from __future__ import annotations
@@ -24,6 +30,23 @@ from typing import Any
 
 import httpx2
 
+from llm_gateway.answers import (
+    Counts,
+    anthropic_counts,
+    anthropic_usage,
+    apply_counts,
+    counts_in,
+    describe_failure,
+    in_api_shape,
+    json_or_none,
+    last_event_end,
+    merge_counts,
+    openai_usage,
+    overloaded,
+    read_json_answer,
+    stream_error,
+    stream_failure,
+)
 from llm_gateway.errors import Api, LlmError, error_body, message_of
 from llm_gateway.limits import KeyLimits, SpentSince
 from llm_gateway.providers import (
@@ -42,7 +65,7 @@ from llm_gateway.translate import anthropic_to_openai as a2o
 from llm_gateway.translate import openai_to_anthropic as o2a
 from llm_gateway.translate.common import StreamError
 from llm_gateway.usage import UsageEvent, UsageLog, cost_of, known_models
-from llm_gateway.wire import SseParser, dumps, loads, sse
+from llm_gateway.wire import SseParser, dumps
 from mcp_gateway.config_llm import LlmSettings
 from mcp_gateway.identity import Identity
 
@@ -151,7 +174,7 @@ class LlmService:
                     return await self._send(api, body, headers, provider, target, key, event, started)
                 except ProviderFailure as failure:
                     last = failure
-                    logger.warning("llm: %s for %s: %s", target, model, _short(failure))
+                    logger.warning("llm: %s for %s: %s", target, model, describe_failure(failure))
                     if failure.status == 429 and provider.key_count > 1:
                         provider.rest(index, failure.retry_after)
                         continue
@@ -209,10 +232,10 @@ class LlmService:
             return await self._send_to_gemini(api, body, provider, target, key, event, started)
         if api == "anthropic" and isinstance(provider, AnthropicFamily):
             response = await provider.messages(body, target.model, key, headers)
-            return await self._relay(api, response, provider.events(response), event, started, stream, _anthropic_usage)
+            return await self._relay(api, response, provider.events(response), event, started, stream, anthropic_usage)
         if api == "openai" and isinstance(provider, OpenAIProvider):
             response = await provider.chat(dumps({**body, "model": target.model}), key, target.model)
-            return await self._relay(api, response, response.aiter_bytes(), event, started, stream, _openai_usage)
+            return await self._relay(api, response, response.aiter_bytes(), event, started, stream, openai_usage)
         if api == "anthropic" and isinstance(provider, OpenAIProvider):
             converted = a2o.request(
                 body,
@@ -225,11 +248,11 @@ class LlmService:
                 translator = a2o.StreamTranslator(body["model"])
                 chunks = a2o.stream(response.aiter_bytes(), translator)
                 return self._streaming(
-                    api, response, chunks, event, started, lambda: _anthropic_counts(translator.usage)
+                    api, response, chunks, event, started, lambda: anthropic_counts(translator.usage)
                 )
-            data = await _read_json(response, provider.name)
+            data = await read_json_answer(response, provider.name)
             answer = a2o.response(data, body["model"])
-            return self._whole(answer, event, started, _anthropic_counts(answer["usage"]))
+            return self._whole(answer, event, started, anthropic_counts(answer["usage"]))
         if api == "openai" and isinstance(provider, AnthropicFamily):
             converted = o2a.request(body, target.model)
             response = await provider.messages(converted, target.model, key, {})
@@ -239,11 +262,11 @@ class LlmService:
                 o_translator = o2a.StreamTranslator(body["model"], include_usage=include)
                 chunks = o2a.stream(provider.events(response), o_translator)
                 return self._streaming(
-                    api, response, chunks, event, started, lambda: _anthropic_counts(o_translator.usage)
+                    api, response, chunks, event, started, lambda: anthropic_counts(o_translator.usage)
                 )
-            data = await _read_json(response, provider.name)
+            data = await read_json_answer(response, provider.name)
             answer = o2a.response(data, body["model"])
-            return self._whole(answer, event, started, _anthropic_counts(data.get("usage")))
+            return self._whole(answer, event, started, anthropic_counts(data.get("usage")))
         raise ProviderFailure(provider.name, f"provider {provider.name} cannot serve the {api} API")
 
     async def _send_to_gemini(
@@ -265,14 +288,14 @@ class LlmService:
             events = a2g.stream(response.aiter_bytes(), translator)
             if api == "anthropic":
                 return self._streaming(
-                    api, response, events, event, started, lambda: _anthropic_counts(translator.usage)
+                    api, response, events, event, started, lambda: anthropic_counts(translator.usage)
                 )
             options = body.get("stream_options")
             include = isinstance(options, dict) and bool(options.get("include_usage"))
             chunks = o2a.stream(events, o2a.StreamTranslator(body["model"], include_usage=include))
-            return self._streaming(api, response, chunks, event, started, lambda: _anthropic_counts(translator.usage))
-        answer = a2g.response(await _read_json(response, provider.name), body["model"])
-        counts = _anthropic_counts(answer["usage"])
+            return self._streaming(api, response, chunks, event, started, lambda: anthropic_counts(translator.usage))
+        answer = a2g.response(await read_json_answer(response, provider.name), body["model"])
+        counts = anthropic_counts(answer["usage"])
         return self._whole(
             answer if api == "anthropic" else o2a.response(answer, body["model"]), event, started, counts
         )
@@ -285,13 +308,13 @@ class LlmService:
         event: UsageEvent,
         started: float,
         stream: bool,
-        counts_of: Callable[[Any], tuple[int, int, int, int] | None],
+        counts_of: Callable[[Any], Counts | None],
     ) -> Reply:
         """Same wire format both sides: the provider's bytes go to the client as they are."""
         content_type = response.headers.get("content-type", "")
         if stream and not content_type.startswith("application/json"):
             parser = SseParser()
-            counts: list[tuple[int, int, int, int]] = []
+            counts: list[Counts] = []
 
             async def chunks() -> AsyncIterator[bytes]:
                 # Relayed up to the last complete event of each read: a client can do nothing with half
@@ -300,11 +323,11 @@ class LlmService:
                 pending = b""
                 async for chunk in body_chunks:
                     for sse_event in parser.feed(chunk):
-                        found = _counts_in(sse_event.data, counts_of)
+                        found = counts_in(sse_event.data, counts_of)
                         if found is not None:
-                            counts.append(_merge(counts[-1] if counts else None, found))
+                            counts.append(merge_counts(counts[-1] if counts else None, found))
                     pending += chunk
-                    end = _last_event_end(pending)
+                    end = last_event_end(pending)
                     if end:
                         yield pending[:end]
                         pending = pending[end:]
@@ -320,18 +343,14 @@ class LlmService:
             ) from None
         finally:
             await response.aclose()
-        found = _counts_in(data, counts_of)
+        found = counts_in(data, counts_of)
         return self._finish_whole(data, event, started, found)
 
-    def _whole(
-        self, answer: dict[str, Any], event: UsageEvent, started: float, counts: tuple[int, int, int, int] | None
-    ) -> Reply:
+    def _whole(self, answer: dict[str, Any], event: UsageEvent, started: float, counts: Counts | None) -> Reply:
         return self._finish_whole(dumps(answer), event, started, counts)
 
-    def _finish_whole(
-        self, data: bytes, event: UsageEvent, started: float, counts: tuple[int, int, int, int] | None
-    ) -> Reply:
-        _apply(event, counts)
+    def _finish_whole(self, data: bytes, event: UsageEvent, started: float, counts: Counts | None) -> Reply:
+        apply_counts(event, counts)
         event.duration_ms = event.ttfb_ms = (self._clock() - started) * 1000
         self._record(event)
         return Reply(200, body=data)
@@ -343,7 +362,7 @@ class LlmService:
         chunks: AsyncIterator[bytes],
         event: UsageEvent,
         started: float,
-        counts: Callable[[], tuple[int, int, int, int] | None],
+        counts: Callable[[], Counts | None],
     ) -> Reply:
         clock = self._clock
 
@@ -354,13 +373,13 @@ class LlmService:
                         event.ttfb_ms = (clock() - started) * 1000
                     yield chunk
             except (httpx2.HTTPError, StreamError) as exc:
-                message = _stream_failure(exc, event.provider)
+                message = stream_failure(exc, event.provider)
                 logger.warning("llm: stream from %s ended early: %s", event.provider, message)
                 event.status, event.error = 502, message
-                yield _stream_error(api, message, overloaded=_overloaded(exc))
+                yield stream_error(api, message, overloaded=overloaded(exc))
             finally:
                 await response.aclose()
-                _apply(event, counts())
+                apply_counts(event, counts())
                 event.duration_ms = (clock() - started) * 1000
                 self._record(event)
 
@@ -374,8 +393,8 @@ class LlmService:
         caller's: it becomes a 502 that names the provider setting, with `x-should-retry: false`.
         """
         status = failure.status or 502
-        body = _json_or_none(failure.body)
-        if failure.status not in (401, 403) and _in_api_shape(api, body):
+        body = json_or_none(failure.body)
+        if failure.status not in (401, 403) and in_api_shape(api, body):
             headers = {k: v for k, v in failure.headers.items() if k in ("retry-after", "x-should-retry")}
             return Reply(status, body=failure.body, headers=headers)
         detail = message_of(body) if body is not None else None
@@ -403,136 +422,3 @@ def _usage_event(api: Api, model: str, identity: Identity | None, *, stream: boo
         event.subject = identity.subject
         event.virtual_key_id = identity.virtual_key.id if identity.virtual_key is not None else None
     return event
-
-
-async def _read_json(response: ProviderResponse, provider: str) -> dict[str, Any]:
-    try:
-        data = await response.aread()
-    except httpx2.HTTPError as exc:
-        raise ProviderFailure(provider, f"provider {provider} broke off its answer: {exc}") from None
-    finally:
-        await response.aclose()
-    try:
-        value = loads(data)
-    except ValueError:
-        raise ProviderFailure(
-            provider, f"provider {provider} answered with something that is not JSON", status=502
-        ) from None
-    if not isinstance(value, dict):
-        raise ProviderFailure(provider, f"provider {provider} answered with JSON that is not an object", status=502)
-    return value
-
-
-def _counts_in(
-    data: str | bytes, counts_of: Callable[[Any], tuple[int, int, int, int] | None]
-) -> tuple[int, int, int, int] | None:
-    if b'"usage"' not in (data if isinstance(data, bytes) else data.encode()):
-        return None
-    try:
-        return counts_of(loads(data))
-    except ValueError:
-        return None
-
-
-def _anthropic_usage(data: Any) -> tuple[int, int, int, int] | None:
-    """Usage inside an Anthropic message, `message_start` or `message_delta`."""
-    if not isinstance(data, dict):
-        return None
-    usage = data.get("usage")
-    if usage is None and isinstance(data.get("message"), dict):
-        usage = data["message"].get("usage")
-    return _anthropic_counts(usage)
-
-
-def _anthropic_counts(usage: Any) -> tuple[int, int, int, int] | None:
-    if not isinstance(usage, dict):
-        return None
-    return (
-        int(usage.get("input_tokens") or 0),
-        int(usage.get("output_tokens") or 0),
-        int(usage.get("cache_read_input_tokens") or 0),
-        int(usage.get("cache_creation_input_tokens") or 0),
-    )
-
-
-def _openai_usage(data: Any) -> tuple[int, int, int, int] | None:
-    usage = data.get("usage") if isinstance(data, dict) else None
-    if not isinstance(usage, dict):
-        return None
-    details = usage.get("prompt_tokens_details") or {}
-    cached = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
-    return int(usage.get("prompt_tokens") or 0) - cached, int(usage.get("completion_tokens") or 0), cached, 0
-
-
-def _merge(previous: tuple[int, int, int, int] | None, found: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-    """Anthropic streams give input counts in `message_start` and output in `message_delta`: keep the larger."""
-    if previous is None:
-        return found
-    return (
-        max(previous[0], found[0]),
-        max(previous[1], found[1]),
-        max(previous[2], found[2]),
-        max(previous[3], found[3]),
-    )
-
-
-def _apply(event: UsageEvent, counts: tuple[int, int, int, int] | None) -> None:
-    if counts is not None:
-        event.input_tokens, event.output_tokens, event.cache_read_tokens, event.cache_write_tokens = counts
-
-
-_EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")
-
-
-def _last_event_end(data: bytes) -> int:
-    """Where the last complete server-sent event in `data` ends (0: none is complete yet)."""
-    ends = [data.rfind(mark) + len(mark) for mark in _EVENT_ENDS if mark in data]
-    return max(ends, default=0)
-
-
-def _json_or_none(data: bytes) -> Any:
-    if not data:
-        return None
-    try:
-        return loads(data)
-    except ValueError:
-        return None
-
-
-def _in_api_shape(api: Api, body: Any) -> bool:
-    """Whether a provider's error body is already what `api`'s clients parse."""
-    if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
-        return False
-    return body.get("type") == "error" if api == "anthropic" else "message" in body["error"]
-
-
-def _short(failure: ProviderFailure) -> str:
-    detail = ""
-    if failure.body:
-        try:
-            detail = message_of(loads(failure.body)) or ""
-        except ValueError:
-            detail = ""
-    return failure.message + (f" ({detail[:200]})" if detail else "")
-
-
-def _stream_failure(exc: Exception, provider: str | None) -> str:
-    if isinstance(exc, StreamError):
-        return f"provider {provider} reported an error mid-stream: {message_of(exc.body) or 'no message'}"
-    if isinstance(exc, httpx2.TimeoutException):
-        return f"provider {provider} stopped sending (timed out mid-stream)"
-    return f"provider {provider} broke off the stream: {exc or type(exc).__name__}"
-
-
-def _overloaded(exc: Exception) -> bool:
-    if isinstance(exc, StreamError) and isinstance(exc.body, dict):
-        error = exc.body.get("error")
-        return isinstance(error, dict) and error.get("type") == "overloaded_error"
-    return False
-
-
-def _stream_error(api: Api, message: str, *, overloaded: bool) -> bytes:
-    if api == "anthropic":
-        kind = "overloaded_error" if overloaded else "api_error"
-        return sse("error", {"type": "error", "error": {"type": kind, "message": message}})
-    return b"data: " + dumps(error_body("openai", 502, message)) + b"\n\n"

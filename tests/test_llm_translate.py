@@ -216,7 +216,7 @@ async def test_an_anthropic_stream_becomes_chat_completion_chunks_with_the_same_
 
 
 def test_a_relayed_stream_is_cut_only_after_complete_events() -> None:
-    from llm_gateway.service import _last_event_end
+    from llm_gateway.answers import last_event_end as _last_event_end
 
     assert _last_event_end(b"") == 0
     assert _last_event_end(b"event: a\ndata: {") == 0  # half an event waits for its end
