@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import httpx2
 
 from llm_gateway.answers import (
@@ -377,8 +378,13 @@ class LlmService:
                 logger.warning("llm: stream from %s ended early: %s", event.provider, message)
                 event.status, event.error = 502, message
                 yield stream_error(api, message, overloaded=overloaded(exc))
+            except Exception:  # a bug here: the client still gets a well-formed end, the log the traceback
+                logger.exception("llm: relaying the stream from %s failed", event.provider)
+                event.status, event.error = 500, "internal error in mcpgw"
+                yield stream_error(api, "internal error in mcpgw; see the gateway log", overloaded=False)
             finally:
-                await response.aclose()
+                with anyio.CancelScope(shield=True):  # also when the client left: give the connection back
+                    await response.aclose()
                 apply_counts(event, counts())
                 event.duration_ms = (clock() - started) * 1000
                 self._record(event)
