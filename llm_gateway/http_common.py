@@ -19,8 +19,6 @@ from llm_gateway.service import LlmService, Reply
 from llm_gateway.wire import dumps, loads
 from mcp_gateway.identity import Identity, identity_in_scope
 
-_PLAIN_HEADERS = ("user-agent", "anthropic-beta", "anthropic-version")
-
 
 async def read_json(request: Request, limit: int) -> Any:
     """The request's JSON body; raises `LlmError` 413 (too big) or 400 (not JSON)."""

@@ -241,5 +241,5 @@ def _weighted_index(weights: Sequence[float]) -> int:
 
 
 def _unique(targets: list[Target]) -> list[Target]:
-    seen: set[Target] = set()
-    return [t for t in targets if not (t in seen or seen.add(t))]  # type: ignore[func-returns-value]
+    """The targets in order, each once (a fallback equal to the target would only repeat its failure)."""
+    return list(dict.fromkeys(targets))
