@@ -25,6 +25,7 @@ import pytest
 
 from examples.servers.llm_provider import MockProvider, Turn
 from tests.conftest import ADMIN_TOKEN, RunningGateway, running_gateway
+from tests.conftest import lab as lab_upstream
 from tests.serving import free_port, serve_asgi
 
 pytestmark = pytest.mark.anyio
@@ -638,3 +639,41 @@ async def test_a_client_that_goes_away_mid_stream_stops_the_relay_and_the_provid
             while not lab.usage:
                 await anyio.sleep(0.05)
         assert lab.usage[-1].stream and lab.usage[-1].provider == "anthropic"
+
+
+async def test_a_model_tool_call_is_run_by_the_gateway_as_the_caller_and_answered_in_its_format() -> None:
+    upstreams = {"lab": lab_upstream()}
+    async with running_gateway(upstreams, auth={"enforce_auth_on_inference": True}, llm={}) as gateway:
+        store = gateway.gateway.store
+        assert store is not None
+        _, key = await store.create_virtual_key("tools", mcp_configs={"lab": ["echo"]})
+        await gateway.gateway.sync()
+        headers = {"authorization": f"Bearer {key}"}
+        async with httpx2.AsyncClient(base_url=gateway.base_url, headers=headers) as http:
+            anthropic_call = {"type": "tool_use", "id": "toolu_1", "name": "lab-echo", "input": {"text": "héllo"}}
+            answer = await http.post("/v1/mcp/tool/execute", json=anthropic_call)
+            assert answer.status_code == 200, answer.text
+            assert answer.json() == {
+                "type": "tool_result",
+                "tool_use_id": "toolu_1",
+                "content": [{"type": "text", "text": "héllo"}],
+                "is_error": False,
+            }
+            openai_call = {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "lab-echo", "arguments": json.dumps({"text": "hi"})},
+            }
+            answer = await http.post("/v1/mcp/tool/execute", json=openai_call)
+            assert answer.json() == {"role": "tool", "tool_call_id": "call_1", "content": "hi"}
+            hidden = {"type": "tool_use", "id": "t", "name": "lab-add", "input": {"a": 1, "b": 2}}
+            refused = await http.post("/v1/mcp/tool/execute", json=hidden)  # not in the key's grants
+            assert refused.status_code == 404 and "unknown tool 'lab-add'" in refused.text
+            garbled = await http.post("/v1/mcp/tool/execute", json={"name": "lab-echo"})
+            assert garbled.status_code == 400 and "tool_use" in garbled.text
+        async with httpx2.AsyncClient(base_url=gateway.base_url) as anonymous:
+            assert (await anonymous.post("/v1/mcp/tool/execute", json=anthropic_call)).status_code == 401
+        assert gateway.gateway.audit is not None
+        await gateway.gateway.audit.flush()
+        events = await store.list_audit(limit=10)
+        assert [(e.tool, e.outcome) for e in events][:3] == [("lab-add", "denied"), ("echo", "ok"), ("echo", "ok")]

@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from llm_gateway.http_common import anthropic_refusal, openai_refusal
 from llm_gateway.routes import llm_routes
+from llm_gateway.tool_execute import tool_execute_routes
 from mcp_gateway.config import GatewayConfig
 from mcp_gateway.http.answers import AnswerAsJson
 from mcp_gateway.http.api.app import create_admin_api
@@ -129,8 +130,12 @@ def _llm_routes(gateway: Gateway) -> list[BaseRoute]:
     """`/anthropic` and `/openai`, each behind the identity middleware `/mcp` uses, refusing in its API's shape."""
     assert gateway.llm is not None
     resolver = gateway.resolver
-    return llm_routes(
-        gateway.llm,
-        anthropic_guard=lambda app: IdentityMiddleware(app, resolver, refuse=anthropic_refusal),
-        openai_guard=lambda app: IdentityMiddleware(app, resolver, refuse=openai_refusal),
-    )
+    openai_guard = lambda app: IdentityMiddleware(app, resolver, refuse=openai_refusal)  # noqa: E731
+    return [
+        *llm_routes(
+            gateway.llm,
+            anthropic_guard=lambda app: IdentityMiddleware(app, resolver, refuse=anthropic_refusal),
+            openai_guard=openai_guard,
+        ),
+        *tool_execute_routes(lambda: gateway.calls, openai_guard),
+    ]
