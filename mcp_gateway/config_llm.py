@@ -298,15 +298,15 @@ class AliasTarget(_Strict):
     target: str = Field(min_length=3, pattern=r"^[^/\s]+/\S+$", description="provider/model")
 
 
-def secret_references_only(provider: ProviderConfig) -> str | None:
-    """Why `provider` may not be stored (a literal secret), or None: stored provider secrets are `${VAR}` references."""
+def secret_references_only(provider: ProviderConfig) -> tuple[str, str] | None:
+    """(field, why) when `provider` holds a literal secret, else None: stored secrets are `${VAR}` references."""
     for field in ("api_key", "secret_access_key", "session_token"):
         value = getattr(provider, field)
         if value and not _REFERENCE.fullmatch(value):
-            return f"{field}: give a ${{VAR}} reference, not the secret itself (secrets stay out of the database)"
+            return field, "give a ${VAR} reference, not the secret itself (secrets stay out of the database)"
     for i, key in enumerate(provider.keys):
         if not _REFERENCE.fullmatch(key.value):
-            return f"keys.{i}.value: give a ${{VAR}} reference, not the secret itself"
+            return f"keys.{i}.value", "give a ${VAR} reference, not the secret itself"
     return None
 
 

@@ -546,6 +546,8 @@ async def test_rules_aliases_and_providers_changed_through_the_admin_api_apply_a
             assert (
                 literal.status_code == 422 and "${VAR} reference" in literal.text and "sk-literal" not in literal.text
             )
+            no_kind = await api.put("/llm/providers/local", json={"base_url": "http://127.0.0.1:1/v1"})
+            assert no_kind.status_code == 422 and "provider 'local' needs `kind`" in no_kind.text
             unset = await api.put("/llm/providers/second", json={"kind": "openai", "api_key": "${NOT_SET_ANYWHERE}"})
             assert unset.status_code == 422 and "NOT_SET_ANYWHERE is not set" in unset.text
             base_url = lab.gateway.gateway.config.llm.providers["openai"].base_url

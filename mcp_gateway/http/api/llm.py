@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
 
 from mcp_gateway.config import expand_llm_environment
 from mcp_gateway.config_llm import (
+    PROVIDER_NAME_PATTERN,
     AliasTarget,
     LlmSettings,
     ModelPrice,
@@ -124,12 +124,15 @@ def llm_routes(gateway: Gateway, router: APIRouter) -> None:
     @router.put("/llm/providers/{name}", tags=["llm"])
     async def put_provider(name: str, body: ProviderConfig) -> LlmSettingsOut:
         """Add or replace a provider; its secrets must be `${VAR}` references set in the gateway's environment."""
-        if not _NAME.fullmatch(name):
+        if not PROVIDER_NAME_PATTERN.fullmatch(name):
             raise invalid(("path", "name"), "use letters, digits, '_' and '-' only")
-        checked = LlmSettings.model_validate({"providers": {name: body.model_dump(exclude_none=True)}})
+        try:  # the settings' own check: a name that is not a known kind needs `kind`
+            checked = LlmSettings.model_validate({"providers": {name: body.model_dump(exclude_none=True)}})
+        except ValidationError as exc:
+            raise invalid(("body", "kind"), exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
         refused = secret_references_only(checked.providers[name])
         if refused is not None:
-            raise invalid(("body", refused.split(":")[0]), refused.split(": ", 1)[1])
+            raise invalid(("body", refused[0]), refused[1])
         try:
             expand_llm_environment(checked, os.environ, source="request")
         except ConfigError as exc:
@@ -195,9 +198,6 @@ def llm_routes(gateway: Gateway, router: APIRouter) -> None:
             reasons=result.lines,
             error=result.error,
         )
-
-
-_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def _in_file(settings: LlmSettings, kind: Kind, name: str) -> bool:
