@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 from joserfc import jwt
@@ -29,6 +29,9 @@ from joserfc.jwk import KeySet
 from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_gateway.errors import AuthError, IdentityRequired
+
+if TYPE_CHECKING:
+    from mcp_gateway.store.records import VirtualKeyRecord
 
 logger = logging.getLogger(__name__)
 
@@ -245,12 +248,34 @@ class IdentityResolver:
             raise AuthError("virtual key is inactive")
         if not grant.user_active:
             raise AuthError(f"virtual key belongs to user {grant.user_id}, who is disabled on this gateway")
-        grants = grant.mcp_configs
-        if grant.user_id:
-            return Identity(
-                IdentityMode.USER, grant.user_id, virtual_key=grant, user_id=grant.user_id, grants=grants, **narrowing
-            )
-        return Identity(IdentityMode.VK, grant.id, virtual_key=grant, grants=grants, **narrowing)
+        return key_identity(grant, **narrowing)
+
+
+def key_grant(record: VirtualKeyRecord, *, user_active: bool = True) -> KeyGrant:
+    """What identity needs to know of a stored key (`user_active`: its owner's standing, when known)."""
+    return KeyGrant(
+        id=record.id,
+        name=record.name,
+        active=record.active,
+        user_id=record.user_id,
+        mcp_configs=dict(record.mcp_configs),
+        user_active=user_active,
+        llm=record.llm,
+    )
+
+
+def key_identity(grant: KeyGrant, **narrowing: Any) -> Identity:
+    """The caller a virtual key makes: its owner (mode `user`) when it has one, else the key itself (mode `vk`)."""
+    if grant.user_id:
+        return Identity(
+            IdentityMode.USER,
+            grant.user_id,
+            virtual_key=grant,
+            user_id=grant.user_id,
+            grants=grant.mcp_configs,
+            **narrowing,
+        )
+    return Identity(IdentityMode.VK, grant.id, virtual_key=grant, grants=grant.mcp_configs, **narrowing)
 
 
 def _narrowing(headers: Mapping[str, str]) -> dict[str, Any]:

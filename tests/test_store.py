@@ -515,3 +515,15 @@ async def test_unreachable_database_is_reported_without_the_password() -> None:
     with pytest.raises(StoreUnavailable) as caught:
         await open_store("postgresql://postgres:hunter2@127.0.0.1:1/nowhere")
     assert "hunter2" not in caught.value.message and "***" in caught.value.message
+
+
+async def test_a_key_is_found_by_id_or_by_its_newest_name(store: Store) -> None:
+    older, _ = await store.create_virtual_key("ci", mcp_configs={"lab": ["echo"]})
+    newer, _ = await store.create_virtual_key("ci", mcp_configs={"lab": ["add"]})
+    other, _ = await store.create_virtual_key("other", mcp_configs={})
+    by_id = await store.get_virtual_key_by_id_or_name(older.id)
+    assert by_id is not None and by_id.id == older.id and by_id.mcp_configs == {"lab": ("echo",)}
+    by_name = await store.get_virtual_key_by_id_or_name("ci")
+    assert by_name is not None and by_name.id == newer.id and by_name.mcp_configs == {"lab": ("add",)}
+    assert (await store.get_virtual_key_by_id_or_name("other")) == other
+    assert await store.get_virtual_key_by_id_or_name("nobody") is None

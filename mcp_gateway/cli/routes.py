@@ -242,21 +242,12 @@ def _describe_when(rule: RoutingRule) -> str:
 
 
 def _identity_of_key(config: Path, key: str) -> Identity:
-    from mcp_gateway.identity import Identity, IdentityMode, KeyGrant
+    from mcp_gateway.identity import key_grant, key_identity
 
     async def find(store: Store) -> Identity:
-        records = await store.list_virtual_keys(limit=100_000)
-        record = next((r for r in records if key in (r.id, r.name)), None)
+        record = await store.get_virtual_key_by_id_or_name(key)
         if record is None:
             fail(f"no virtual key named or with id {key!r} (see `mcpgw vk list`)", 1)
-        grant = KeyGrant(
-            id=record.id,
-            name=record.name,
-            active=record.active,
-            user_id=record.user_id,
-            mcp_configs=dict(record.mcp_configs),
-        )
-        mode = IdentityMode.USER if record.user_id else IdentityMode.VK
-        return Identity(mode, record.user_id or record.id, virtual_key=grant, user_id=record.user_id)
+        return key_identity(key_grant(record))
 
     return with_store(config if config.exists() else None, find)

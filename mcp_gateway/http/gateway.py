@@ -45,7 +45,15 @@ from mcp_gateway.credentials.broker import SHARED_PRINCIPAL, CredentialBroker
 from mcp_gateway.credentials.flows import FlowRegistry
 from mcp_gateway.errors import ConfigError, Conflict, CredentialRequired, NotReady, UpstreamError
 from mcp_gateway.http.clients import ClientConnections
-from mcp_gateway.identity import Identity, IdentityMode, IdentityResolver, JwtVerifier, KeyGrant, UserAccess
+from mcp_gateway.identity import (
+    Identity,
+    IdentityMode,
+    IdentityResolver,
+    JwtVerifier,
+    KeyGrant,
+    UserAccess,
+    key_grant,
+)
 from mcp_gateway.keys import KeyCaches
 from mcp_gateway.metrics import Metrics
 from mcp_gateway.policy import Policy
@@ -137,15 +145,7 @@ class Gateway:
     async def _grant_of(self, store: Store, record: VirtualKeyRecord) -> KeyGrant:
         """What identity needs to know of a key, its owner's standing included."""
         owner = await store.get_user(record.user_id) if record.user_id else None
-        return KeyGrant(
-            id=record.id,
-            name=record.name,
-            active=record.active,
-            user_id=record.user_id,
-            mcp_configs=dict(record.mcp_configs),
-            user_active=owner is None or owner.active,
-            llm=record.llm,
-        )
+        return key_grant(record, user_active=owner is None or owner.active)
 
     async def _find_key(self, key_hash: str) -> KeyGrant | None:
         store = self.store

@@ -128,6 +128,22 @@ class VirtualKeyStore(StoreBase):
             return await _load_virtual_key(session, col(VirtualKey.id) == id)
 
     @_completes
+    async def get_virtual_key_by_id_or_name(self, ref: str) -> VirtualKeyRecord | None:
+        """The key with id `ref`, else the newest key named `ref` (names need not be unique)."""
+        async with self._reading() as session:
+            found = await _load_virtual_key(session, col(VirtualKey.id) == ref)
+            if found is not None:
+                return found
+            newest = (
+                select(VirtualKey.id)
+                .where(col(VirtualKey.name) == ref)
+                .order_by(col(VirtualKey.created_at).desc(), col(VirtualKey.id).desc())
+                .limit(1)
+            )
+            key_id = (await session.exec(newest)).first()
+            return None if key_id is None else await _load_virtual_key(session, col(VirtualKey.id) == key_id)
+
+    @_completes
     async def find_virtual_key(self, key_hash: str) -> VirtualKeyRecord | None:
         """The key whose `hash_virtual_key` is `key_hash`, active or not (callers check `active`).
 

@@ -34,7 +34,7 @@ from mcp_gateway.config_llm import (
 )
 from mcp_gateway.errors import ConfigError
 from mcp_gateway.http.api.errors import CONFLICT, NOT_FOUND, invalid
-from mcp_gateway.identity import Identity, IdentityMode, KeyGrant
+from mcp_gateway.identity import key_grant, key_identity
 
 if TYPE_CHECKING:
     from mcp_gateway.http.gateway import Gateway
@@ -181,13 +181,10 @@ def llm_routes(gateway: Gateway, router: APIRouter) -> None:
         settings = gateway.llm.settings if gateway.llm is not None else gateway.config.llm
         identity = None
         if body.virtual_key is not None:
-            records = await store().list_virtual_keys(limit=100_000)
-            record = next((r for r in records if body.virtual_key in (r.id, r.name)), None)
+            record = await store().get_virtual_key_by_id_or_name(body.virtual_key)
             if record is None:
                 raise invalid(("body", "virtual_key"), f"no virtual key named or with id {body.virtual_key!r}")
-            grant = KeyGrant(record.id, record.name, record.active, record.user_id, dict(record.mcp_configs))
-            mode = IdentityMode.USER if record.user_id else IdentityMode.VK
-            identity = Identity(mode, record.user_id or record.id, virtual_key=grant, user_id=record.user_id)
+            identity = key_identity(key_grant(record))
         headers = {k.lower(): v for k, v in body.headers.items()}
         result = Router(settings).explain(RequestFacts(body.model, headers, identity, DEFAULT_PROVIDER[body.api]))
         route = result.route
