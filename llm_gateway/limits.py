@@ -49,18 +49,24 @@ class KeyLimits:
         self._tokens: dict[str, deque[tuple[float, int]]] = {}
         self._spend: dict[tuple[str, str], tuple[float, float, datetime]] = {}
         """(key id, period) → (recorded USD, when read, period start)."""
+        self._policies: dict[str, tuple[Mapping[str, Any], KeyLlmPolicy | None]] = {}
+        """Key id → (the policy as the key's grant holds it, parsed); re-parsed when the grant's policy changes."""
         self._unrecorded: dict[str, deque[tuple[float, float]]] = {}
         """Costs of answered requests (clock, USD), kept a while for reads the store is behind on."""
 
-    @staticmethod
-    def policy_of(identity: Identity | None) -> tuple[str, KeyLlmPolicy] | None:
+    def policy_of(self, identity: Identity | None) -> tuple[str, KeyLlmPolicy] | None:
+        """The caller's key and its policy, parsed once per stored policy (not on every request)."""
         key = identity.virtual_key if identity is not None else None
         if key is None or not key.llm:
             return None
-        try:
-            return key.id, KeyLlmPolicy.model_validate(key.llm)
-        except ValidationError:
-            return None  # written by a newer gateway; never blocks traffic on a policy it cannot read
+        cached = self._policies.get(key.id)
+        if cached is None or cached[0] is not key.llm:
+            try:
+                policy: KeyLlmPolicy | None = KeyLlmPolicy.model_validate(key.llm)
+            except ValidationError:
+                policy = None  # written by a newer gateway; never blocks traffic on a policy it cannot read
+            cached = self._policies[key.id] = (key.llm, policy)
+        return None if cached[1] is None else (key.id, cached[1])
 
     def allowed_targets(self, identity: Identity | None, requested: str, targets: Sequence[Target]) -> list[Target]:
         """The targets this caller may use, in order; raises `LlmError` 403 when none is allowed."""
