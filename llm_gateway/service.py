@@ -258,9 +258,7 @@ class LlmService:
             converted = o2a.request(body, target.model)
             response = await provider.messages(converted, target.model, key, {})
             if stream:
-                options = body.get("stream_options")
-                include = isinstance(options, dict) and bool(options.get("include_usage"))
-                o_translator = o2a.StreamTranslator(body["model"], include_usage=include)
+                o_translator = _chat_stream_translator(body)
                 chunks = o2a.stream(provider.events(response), o_translator)
                 return self._streaming(
                     api, response, chunks, event, started, lambda: anthropic_counts(o_translator.usage)
@@ -291,9 +289,7 @@ class LlmService:
                 return self._streaming(
                     api, response, events, event, started, lambda: anthropic_counts(translator.usage)
                 )
-            options = body.get("stream_options")
-            include = isinstance(options, dict) and bool(options.get("include_usage"))
-            chunks = o2a.stream(events, o2a.StreamTranslator(body["model"], include_usage=include))
+            chunks = o2a.stream(events, _chat_stream_translator(body))
             return self._streaming(api, response, chunks, event, started, lambda: anthropic_counts(translator.usage))
         answer = a2g.response(await read_json_answer(response, provider.name), body["model"])
         counts = anthropic_counts(answer["usage"])
@@ -419,6 +415,13 @@ class LlmService:
             status = 529 if api == "anthropic" else 502
         error = LlmError(status, message, retry_after=failure.retry_after)
         return Reply(status, body=dumps(error_body(api, status, message)), headers={**error.headers(), **extra})
+
+
+def _chat_stream_translator(body: Mapping[str, Any]) -> o2a.StreamTranslator:
+    """Anthropic events → Chat Completions chunks for this client's request (with usage if it asked)."""
+    options = body.get("stream_options")
+    include = isinstance(options, dict) and bool(options.get("include_usage"))
+    return o2a.StreamTranslator(body["model"], include_usage=include)
 
 
 def _usage_event(api: Api, model: str, identity: Identity | None, *, stream: bool) -> UsageEvent:

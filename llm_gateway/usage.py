@@ -139,30 +139,11 @@ class UsageLog:
 
 
 def usage_row(event: UsageEvent) -> LlmUsageIn:
-    """The store's row for an event."""
-    return LlmUsageIn(
-        api=event.api,
-        requested_model=event.requested_model,
-        status=event.status,
-        identity_mode=event.identity_mode,
-        subject=event.subject,
-        virtual_key_id=event.virtual_key_id,
-        provider=event.provider,
-        model=event.model,
-        rule=event.rule,
-        input_tokens=event.input_tokens,
-        output_tokens=event.output_tokens,
-        cache_read_tokens=event.cache_read_tokens,
-        cache_write_tokens=event.cache_write_tokens,
-        cost_usd=event.cost_usd,
-        error=event.error,
-        stream=event.stream,
-        fallback=event.fallback,
-        attempts=event.attempts,
-        duration_ms=event.duration_ms,
-        ttfb_ms=event.ttfb_ms,
-        ts=event.ts,
-    )
+    """The store's row for an event (the row's fields are the event's, frozen)."""
+    return LlmUsageIn(**{name: getattr(event, name) for name in _ROW_FIELDS})
+
+
+_ROW_FIELDS = tuple(LlmUsageIn.__dataclass_fields__)
 
 
 OTHER_MODEL = "_other"
