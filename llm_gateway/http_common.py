@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 from llm_gateway.errors import Api, LlmError, error_body
 from llm_gateway.service import LlmService, Reply
 from llm_gateway.wire import dumps, loads
-from mcp_gateway.identity import Identity, identity_in_scope
+from mcp_gateway.identity import Identity, headers_in_scope, identity_in_scope
 
 
 async def read_json(request: Request, limit: int) -> Any:
@@ -43,7 +43,7 @@ def caller(request: Request) -> Identity | None:
 
 def routing_headers(request: Request) -> dict[str, str]:
     """Request headers by lower-case name (what routing rules and Anthropic pass-through read)."""
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.scope["headers"]}
+    return headers_in_scope(request.scope)
 
 
 def respond(reply: Reply) -> Response:

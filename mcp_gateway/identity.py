@@ -18,7 +18,7 @@ import enum
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -321,6 +321,23 @@ def identity_key(identity: Identity | None, upstream: str, what: str) -> str:
 
 IDENTITY_SCOPE_KEY = "mcpgw.identity"
 """Where a face's identity middleware leaves the caller's `Identity` in the ASGI scope's `state`."""
+
+
+HEADERS_SCOPE_KEY = "mcpgw.headers"
+
+
+def headers_in_scope(scope: MutableMapping[str, Any]) -> dict[str, str]:
+    """An ASGI request's headers by lower-case name, decoded once per request and kept in the scope's state.
+
+    The identity middleware reads them to resolve the caller, and the face behind it (routing
+    rules, pass-through headers) reads them again: one decode serves both.
+    """
+    state = scope.setdefault("state", {})
+    headers: dict[str, str] | None = state.get(HEADERS_SCOPE_KEY)
+    if headers is None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        state[HEADERS_SCOPE_KEY] = headers
+    return headers
 
 
 def identity_in_scope(scope: Mapping[str, Any]) -> Identity | None:

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_gateway.errors import AuthError
-from mcp_gateway.identity import IDENTITY_SCOPE_KEY, Identity, IdentityResolver, identity_in_scope
+from mcp_gateway.identity import IDENTITY_SCOPE_KEY, Identity, IdentityResolver, headers_in_scope, identity_in_scope
 from mcp_gateway.store import StoreError
 
 logger = logging.getLogger(__name__)
@@ -85,8 +85,7 @@ async def identify(resolver: IdentityResolver, scope: Scope) -> Identity:
     identity = identity_in_scope(scope)
     if identity is not None:
         return identity
-    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-    identity = await resolver.resolve(headers)
+    identity = await resolver.resolve(headers_in_scope(scope))
     scope.setdefault("state", {})[IDENTITY_SCOPE_KEY] = identity
     scope["user"] = _principal(identity)
     return identity
