@@ -42,7 +42,9 @@ async def read_json_answer(response: ProviderResponse, provider: str) -> dict[st
 
 
 def counts_in(data: str | bytes, counts_of: Callable[[Any], Counts | None]) -> Counts | None:
-    if b'"usage"' not in (data if isinstance(data, bytes) else data.encode()):
+    """Token counts in an answer or stream event; only events that mention usage are parsed."""
+    mentioned = b'"usage"' in data if isinstance(data, bytes) else '"usage"' in data
+    if not mentioned:
         return None
     try:
         return counts_of(loads(data))
