@@ -23,8 +23,7 @@ from mcp_gateway.cli._state import ConfigOption, read_config, with_store
 
 if TYPE_CHECKING:
     from mcp_gateway.config_llm import LlmSettings, RoutingRule
-    from mcp_gateway.identity import Identity
-    from mcp_gateway.store import Store
+    from mcp_gateway.store import LlmSettingRecord, Store, VirtualKeyRecord
 
 app = typer.Typer(no_args_is_help=True, help="Model routing of /anthropic and /openai: rules, aliases, explain.")
 
@@ -46,15 +45,24 @@ def explain(
     """Print which routing rule matches (and why the others do not) and the final target with its fallbacks."""
     from llm_gateway.routing import RequestFacts, Router
     from llm_gateway.service import DEFAULT_PROVIDER
+    from mcp_gateway.identity import key_grant, key_identity
 
-    settings = _effective(config)
     headers: dict[str, str] = {}
     for item in header or ():
         name, colon, value = item.partition(":")
         if not colon or not name.strip():
             fail(f"--header {item!r}: write it as 'name: value'", 2)
         headers[name.strip().lower()] = value.strip()
-    identity = _identity_of_key(config, vk) if vk is not None else None
+
+    async def read(store: Store) -> tuple[list[LlmSettingRecord], VirtualKeyRecord | None]:
+        record = await store.get_virtual_key_by_id_or_name(vk) if vk is not None else None
+        return await store.list_llm_settings(), record
+
+    rows, record = with_store(_store_config(config), read)  # one store session for both
+    if vk is not None and record is None:
+        fail(f"no virtual key named or with id {vk!r} (see `mcpgw vk list`)", 1)
+    settings, _ = _overlaid(config, rows)
+    identity = key_identity(key_grant(record)) if record is not None else None
     router = Router(settings)
     explanation = router.explain(RequestFacts(model, headers, identity, DEFAULT_PROVIDER[api]))
     route = explanation.route
@@ -204,17 +212,16 @@ def _store_config(config: Path) -> Path | None:
     return config if config.exists() else None
 
 
-def _effective(config: Path) -> LlmSettings:
-    return _effective_with_sources(config)[0]
-
-
 def _effective_with_sources(config: Path) -> tuple[LlmSettings, set[tuple[str, str]]]:
     """gateway.yaml's `llm:` (unexpanded) with the store's entries over it, and which entries came from the store."""
+    return _overlaid(config, with_store(_store_config(config), lambda store: store.list_llm_settings()))
+
+
+def _overlaid(config: Path, rows: list[LlmSettingRecord]) -> tuple[LlmSettings, set[tuple[str, str]]]:
     from mcp_gateway.config import GatewayConfig
     from mcp_gateway.config_llm import overlay
 
     settings = read_config(config, expand=False).llm if config.exists() else GatewayConfig().llm
-    rows = with_store(_store_config(config), lambda store: store.list_llm_settings())
     merged, _ = overlay(settings, [(r.kind, r.name, dict(r.config)) for r in rows])
     return merged, {(r.kind, r.name) for r in rows}
 
@@ -239,15 +246,3 @@ def _describe_when(rule: RoutingRule) -> str:
     if when.identity_modes:
         parts.append(f"modes {', '.join(when.identity_modes)}")
     return " and ".join(parts) or "every request"
-
-
-def _identity_of_key(config: Path, key: str) -> Identity:
-    from mcp_gateway.identity import key_grant, key_identity
-
-    async def find(store: Store) -> Identity:
-        record = await store.get_virtual_key_by_id_or_name(key)
-        if record is None:
-            fail(f"no virtual key named or with id {key!r} (see `mcpgw vk list`)", 1)
-        return key_identity(key_grant(record))
-
-    return with_store(config if config.exists() else None, find)
