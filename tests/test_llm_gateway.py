@@ -570,7 +570,7 @@ async def test_rules_aliases_and_providers_changed_through_the_admin_api_apply_a
             assert lab.anthropic.requests[-1].body["model"] == "fast-please"  # no rule now: the default provider
 
 
-async def test_a_rule_set_with_the_cli_reaches_a_running_gateway_without_a_restart() -> None:
+async def test_a_rule_set_with_the_cli_reaches_a_running_gateway_without_a_restart(tmp_path: Path) -> None:
     async with llm_lab() as lab:
         env = {**os.environ, "DATABASE_URL": str(lab.gateway.gateway.database_url)}
         command = [str(MCPGW), "route", "set", "fast", "--model", "fast", "--target", "openai/gpt-5.5-mini"]
@@ -579,6 +579,22 @@ async def test_a_rule_set_with_the_cli_reaches_a_running_gateway_without_a_resta
         listed = await anyio.run_process([str(MCPGW), "route", "list", "--json"], env=env, check=False)
         rules = {r["name"]: r["source"] for r in json.loads(listed.stdout)["routing_rules"]}
         assert rules == {"fast": "store"}  # no gateway.yaml here: only the store's rule
+        store = lab.gateway.gateway.store
+        assert store is not None
+        await store.create_virtual_key("carol", mcp_configs={})
+        rule = tmp_path / "carol.yaml"
+        rule.write_text("scope: virtual_key\nvirtual_keys: [carol]\nwhen: {model: fast}\ntarget: anthropic/haiku\n")
+        scoped = [str(MCPGW), "route", "set", "carol-fast", "--file", str(rule), "--config", "/nonexistent.yaml"]
+        assert (await anyio.run_process(scoped, env=env, check=False)).returncode == 0
+        config = tmp_path / "gateway.yaml"  # explain needs the providers the targets name
+        config.write_text("llm:\n  providers:\n    anthropic: {api_key: x}\n    openai: {api_key: y}\n")
+        explain = [str(MCPGW), "route", "explain", "--model", "fast", "--json", "--config", str(config)]
+        for_carol = json.loads((await anyio.run_process([*explain, "--vk", "carol"], env=env)).stdout)
+        assert (for_carol["rule"], for_carol["targets"]) == ("carol-fast", ["anthropic/haiku"])
+        for_anyone = json.loads((await anyio.run_process(explain, env=env)).stdout)
+        assert (for_anyone["rule"], for_anyone["targets"]) == ("fast", ["openai/gpt-5.5-mini"])
+        unknown = await anyio.run_process([*explain, "--vk", "nobody"], env=env, check=False)
+        assert unknown.returncode == 1 and "no virtual key named or with id 'nobody'" in unknown.stderr.decode()
         client = lab.anthropic_client()
         with anyio.fail_after(10):  # the store watcher polls every 2 s
             while True:
