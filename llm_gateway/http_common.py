@@ -10,12 +10,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
+import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from llm_gateway.errors import Api, LlmError, error_body
-from llm_gateway.service import LlmService, Reply
+from llm_gateway.reply import Producer, Reply
+from llm_gateway.service import LlmService
 from llm_gateway.wire import dumps, loads
 from mcp_gateway.identity import Identity, headers_in_scope, identity_in_scope
 
@@ -41,14 +43,22 @@ def caller(request: Request) -> Identity | None:
     return identity_in_scope(request.scope)
 
 
+def request_id() -> str | None:
+    """The id the request-context middleware gave this request (`X-Request-Id`), for joining records."""
+    value = structlog.contextvars.get_contextvars().get("request_id")
+    return value if isinstance(value, str) else None
+
+
 def routing_headers(request: Request) -> dict[str, str]:
     """Request headers by lower-case name (what routing rules and Anthropic pass-through read)."""
     return headers_in_scope(request.scope)
 
 
 def respond(reply: Reply) -> Response:
-    if reply.stream is not None:
-        return EventStreamResponse(reply.stream, status_code=reply.status, headers=reply.headers)
+    if reply.stream is not None or reply.produce is not None:
+        body = reply.produce or reply.stream
+        assert body is not None
+        return EventStreamResponse(body, status_code=reply.status, headers=reply.headers)
     return Response(reply.body, status_code=reply.status, headers=reply.headers, media_type=reply.media_type)
 
 
@@ -63,7 +73,7 @@ class EventStreamResponse(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, body: AsyncIterator[bytes], *, status_code: int, headers: Mapping[str, str]) -> None:
+    def __init__(self, body: AsyncIterator[bytes] | Producer, *, status_code: int, headers: Mapping[str, str]) -> None:
         # As StreamingResponse does: no `body` attribute, so no Content-Length header.
         self.body_iterator = body
         self.status_code = status_code
@@ -80,8 +90,15 @@ class EventStreamResponse(Response):
                 watchers.cancel_scope.cancel()
 
             watchers.start_soon(watch)
-            async for chunk in self.body_iterator:
+
+            async def write(chunk: bytes) -> None:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+            if callable(self.body_iterator):
+                await self.body_iterator(write)  # a producer: it writes, from this task
+            else:
+                async for chunk in self.body_iterator:
+                    await write(chunk)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             watchers.cancel_scope.cancel()
 
@@ -116,7 +133,14 @@ def completion_handler(service: LlmService, api: Api) -> Callable[[Request], Awa
     async def handle(request: Request) -> Response:
         try:
             body = await read_json(request, service.settings.max_body_bytes)
-            reply = await service.complete(api, body, routing_headers(request), caller(request))
+            reply = await service.complete(
+                api,
+                body,
+                routing_headers(request),
+                caller(request),
+                base_url=str(request.base_url).rstrip("/"),
+                request_id=request_id(),
+            )
         except LlmError as error:
             return error_response(api, error)
         return respond(reply)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -60,7 +59,11 @@ from llm_gateway.providers import (
     build_providers,
 )
 from llm_gateway.providers.http import ProviderResponse
+from llm_gateway.reply import Reply
 from llm_gateway.routing import RequestFacts, Route, Router, RoutingError, Target
+from llm_gateway.tools.agent import Agent
+from llm_gateway.tools.injection import Injector, ToolSource
+from llm_gateway.tools.runner import ToolRunner
 from llm_gateway.translate import anthropic_to_gemini as a2g
 from llm_gateway.translate import anthropic_to_openai as a2o
 from llm_gateway.translate import openai_to_anthropic as o2a
@@ -76,20 +79,6 @@ DEFAULT_PROVIDER: dict[Api, str] = {"anthropic": "anthropic", "openai": "openai"
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
-@dataclass(slots=True)
-class Reply:
-    """What the face sends back: a whole body, or a stream of already-framed SSE bytes."""
-
-    status: int
-    body: bytes = b""
-    stream: AsyncIterator[bytes] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def media_type(self) -> str:
-        return "text/event-stream" if self.stream is not None else "application/json"
-
-
 class LlmService:
     """Routes and serves model requests with the providers of one `llm` settings block."""
 
@@ -100,8 +89,10 @@ class LlmService:
         *,
         spent_since: SpentSince | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        tools: ToolSource | None = None,
     ) -> None:
-        """`spent_since`: what a key's recorded requests cost since a moment (for USD budgets)."""
+        """`spent_since`: what a key's recorded requests cost since a moment (for USD budgets);
+        `tools`: the callers' MCP tools, for injection and agent mode (None: requests go as sent)."""
         self.settings = settings
         self.router = Router(settings)
         self.providers: dict[str, Provider] = build_providers(settings.providers)
@@ -111,6 +102,8 @@ class LlmService:
         self.limits = KeyLimits(spent_since)
         self._clock = clock
         self._retired: list[Provider] = []
+        self.tools = Injector(tools) if tools is not None else None
+        self.agent_keepalive_seconds = Agent.keepalive_seconds
 
     def reconfigure(self, settings: LlmSettings) -> None:
         """Apply new settings at once (requests already under way finish with what they started with).
@@ -142,9 +135,22 @@ class LlmService:
         facts = RequestFacts(model, headers, identity, DEFAULT_PROVIDER[api])
         return self.router.route(facts)
 
-    async def complete(self, api: Api, body: Any, headers: Mapping[str, str], identity: Identity | None) -> Reply:
-        """Serve one `/v1/messages` (api `anthropic`) or `/v1/chat/completions` (api `openai`) body."""
-        started = self._clock()
+    async def complete(
+        self,
+        api: Api,
+        body: Any,
+        headers: Mapping[str, str],
+        identity: Identity | None,
+        *,
+        base_url: str | None = None,
+        request_id: str | None = None,
+    ) -> Reply:
+        """Serve one `/v1/messages` (api `anthropic`) or `/v1/chat/completions` (api `openai`) body.
+
+        With the caller's MCP tools injected (`tools/injection.py`) the request runs in agent mode
+        (`tools/agent.py`); `base_url` (for credential links in tool results) and `request_id` (for
+        the audit records of the tools run) serve it.
+        """
         if not isinstance(body, dict):
             raise LlmError(400, "the request body must be a JSON object")
         model = body.get("model")
@@ -152,7 +158,34 @@ class LlmService:
             raise LlmError(400, "`model` is required: a model name, or <provider>/<model>")
         if not isinstance(body.get("messages"), list):
             raise LlmError(400, "`messages` is required and must be a list")
+        injection = None
+        if self.tools is not None and identity is not None:
+            found = self.limits.policy_of(identity)
+            injection = self.tools.prepare(api, body, headers, identity, self.settings, found[1] if found else None)
+        if injection is None or identity is None or self.tools is None:
+            return await self._round(api, body, headers, identity, request_id)
+        runner = ToolRunner(self.tools.source, identity, base_url=base_url, request_id=request_id)
+
+        async def send_round(round_body: dict[str, Any]) -> Reply:
+            return await self._round(api, round_body, headers, identity, request_id)
+
+        agent = Agent(api, injection, send_round, runner, self.settings.max_agent_depth)
+        agent.keepalive_seconds = self.agent_keepalive_seconds
+        return await agent.run(bool(body.get("stream")))
+
+    async def _round(
+        self,
+        api: Api,
+        body: dict[str, Any],
+        headers: Mapping[str, str],
+        identity: Identity | None,
+        request_id: str | None,
+    ) -> Reply:
+        """One model request: route, check the key's limits, try each target, record the usage."""
+        started = self._clock()
+        model = body["model"]
         event = _usage_event(api, model, identity, stream=bool(body.get("stream")))
+        event.request_id = request_id
         try:
             route = self.route(api, model, headers, identity)
         except RoutingError as exc:

@@ -52,6 +52,8 @@ class UsageEvent:
     duration_ms: float = 0.0
     ttfb_ms: float | None = None
     cost_usd: float | None = None
+    request_id: str | None = None
+    """The client's request id: the rounds of one agent-mode request share it."""
     ts: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 

@@ -32,6 +32,8 @@ class AuditEvent:
     duration_ms: float
     outcome: str  # ok | tool_error | error | denied
     detail: str | None = None
+    llm_request_id: str | None = None
+    """The model request a call was made for (agent mode, `/v1/mcp/tool/execute`); None for `/mcp`."""
     ts: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 

@@ -56,8 +56,13 @@ class ToolCalls:
         arguments: Mapping[str, Any] | None,
         channel: ClientChannel,
         meta: types.RequestParamsMeta | None = None,
+        *,
+        llm_request_id: str | None = None,
     ) -> dict[str, Any]:
         """Call the tool the caller knows as `name`; the upstream's result (or a tool error) as a wire dict.
+
+        `llm_request_id`: the model request a tool call was made for (agent mode, `/v1/mcp/tool/execute`),
+        kept in the audit record so both trails can be joined.
 
         Raises:
             UnknownTool: no such tool, or the caller may not see it.
@@ -68,7 +73,7 @@ class ToolCalls:
         route = self._policy.route_for(identity, manager.catalog, name)
         if route is None:
             unavailable = self._unavailable_owner(identity, name)
-            self._record(identity, None, name, started, "denied" if unavailable is None else "error")
+            self._record(llm_request_id, identity, None, name, started, "denied" if unavailable is None else "error")
             if unavailable is not None:
                 return tool_error(unavailable)
             raise UnknownTool(name)
@@ -87,23 +92,32 @@ class ToolCalls:
                 result = await self._send_with_credentials(upstream, request, caller)
             except CredentialRequired as exc:
                 # The link is a secret for the caller's eyes only: not in the audit trail.
-                self._record(identity, upstream_name, route.original, started, "error", "credential required")
+                self._record(
+                    llm_request_id, identity, upstream_name, route.original, started, "error", "credential required"
+                )
                 return tool_error(exc.message)
             except UpstreamUnavailable as exc:
                 if attempt < len(candidates) and not exc.sent:
                     # A replica is down and never saw the request: the next one in the dedupe group
                     # takes it. Once sent, the tool may have run; retrying could do it twice.
                     continue
-                self._record(identity, upstream_name, route.original, started, "error", exc.message)
+                self._record(llm_request_id, identity, upstream_name, route.original, started, "error", exc.message)
                 return tool_error(exc.message)
             except UpstreamError as exc:
-                self._record(identity, upstream_name, route.original, started, "error", exc.message)
+                self._record(llm_request_id, identity, upstream_name, route.original, started, "error", exc.message)
                 return tool_error(exc.message)
             except MCPError as exc:
-                self._record(identity, upstream_name, route.original, started, "error", exc.error.message)
+                self._record(
+                    llm_request_id, identity, upstream_name, route.original, started, "error", exc.error.message
+                )
                 raise
             self._record(
-                identity, upstream_name, route.original, started, "tool_error" if result.get("isError") else "ok"
+                llm_request_id,
+                identity,
+                upstream_name,
+                route.original,
+                started,
+                "tool_error" if result.get("isError") else "ok",
             )
             return result
         raise AssertionError("unreachable: a route always has at least one candidate")
@@ -114,13 +128,26 @@ class ToolCalls:
         presentation: Presentation,
         channel: ClientChannel,
         meta: types.RequestParamsMeta | None = None,
+        *,
+        llm_request_id: str | None = None,
     ) -> ToolAccess:
         """What a meta tool (search, code mode) may see and call for this caller: exactly what the caller may."""
-        return _CallerAccess(presentation, lambda name, args: self.call(identity, name, args, channel, meta))
+        return _CallerAccess(
+            presentation,
+            lambda name, args: self.call(identity, name, args, channel, meta, llm_request_id=llm_request_id),
+        )
 
-    def record_meta_call(self, identity: Identity, name: str, started: float, result: Mapping[str, Any]) -> None:
+    def record_meta_call(
+        self,
+        identity: Identity,
+        name: str,
+        started: float,
+        result: Mapping[str, Any],
+        *,
+        llm_request_id: str | None = None,
+    ) -> None:
         """The audit record of a meta tool call answered by the gateway itself (its inner calls have their own)."""
-        self._record(identity, None, name, started, "tool_error" if result.get("isError") else "ok")
+        self._record(llm_request_id, identity, None, name, started, "tool_error" if result.get("isError") else "ok")
 
     async def _send_with_credentials(
         self, upstream: UpstreamConnection, request: types.ClientRequest, caller: Caller
@@ -163,6 +190,7 @@ class ToolCalls:
 
     def _record(
         self,
+        llm_request_id: str | None,
         identity: Identity,
         upstream: str | None,
         tool: str | None,
@@ -181,6 +209,7 @@ class ToolCalls:
                 duration_ms=(time.perf_counter() - started) * 1000,
                 outcome=outcome,
                 detail=detail[:500] if detail else None,
+                llm_request_id=llm_request_id,
             )
         )
 

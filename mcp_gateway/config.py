@@ -52,6 +52,11 @@ class _UpstreamBase(_Strict):
     tool_mode: ToolMode | None = Field(
         default=None, description="direct | compact | search | code; default: server.tool_mode."
     )
+    tools_to_auto_execute: list[str] = Field(
+        default_factory=list,
+        description='Tools (names as this server lists them, globs allowed, "*" for all) the gateway runs itself '
+        "when a model it serves on /anthropic or /openai calls them (agent mode); others go back to the client.",
+    )
     allow_on_all_virtual_keys: bool = Field(
         default=False,
         description="Every caller sees all of this upstream's tools unless their grants name it explicitly; "

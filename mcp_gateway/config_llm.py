@@ -181,6 +181,14 @@ class KeyLlmPolicy(_Strict):
     tokens_per_minute: int | None = Field(default=None, gt=0)
     usd_per_day: float | None = Field(default=None, gt=0)
     usd_per_month: float | None = Field(default=None, gt=0)
+    inject_mcp_tools: bool | None = Field(
+        default=None, description="false: no MCP tools are added to this key's model requests (default: llm setting)."
+    )
+    tools_to_auto_execute: list[str] | None = Field(
+        default=None,
+        description="Narrows which auto-executable tools the gateway runs for this key: gateway tool names or "
+        'globs (e.g. ["docs-*"]); [] runs none.',
+    )
 
 
 class LlmSettings(_Strict):
@@ -196,6 +204,19 @@ class LlmSettings(_Strict):
         "in `mcpgw usage` and USD budgets. Requests to unpriced models cost nothing.",
     )
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0, description="Largest request body accepted.")
+    auto_inject_mcp_tools: bool = Field(
+        default=True,
+        description="Add the MCP tools the caller may use on /mcp to its model requests (unless the client already "
+        "sends them: see docs/llm-tools.md); per key with the key's `inject_mcp_tools`, per request with the "
+        "header `x-mcpgw-inject-tools: off`.",
+    )
+    max_agent_depth: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="Most rounds of tool execution the gateway runs for one model request (agent mode); after "
+        "that the model's answer goes to the client as it is.",
+    )
 
     @field_validator("providers")
     @classmethod

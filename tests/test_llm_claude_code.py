@@ -18,7 +18,7 @@ import anyio
 import pytest
 
 from examples.servers.llm_provider import MockProvider, Turn
-from tests.conftest import RunningGateway, running_gateway
+from tests.conftest import RunningGateway, lab, running_gateway
 from tests.serving import free_port, serve_asgi
 from tests.test_real_clients import CLAUDE, claude_env, require
 
@@ -29,7 +29,9 @@ OPENAI_KEY = "sk-openai-provider-key-claude-code"
 
 
 @contextlib.asynccontextmanager
-async def gateway_with_mocks() -> AsyncIterator[tuple[RunningGateway, MockProvider, MockProvider, str]]:
+async def gateway_with_mocks(
+    upstreams: dict[str, Any] | None = None, grants: dict[str, list[str]] | None = None
+) -> AsyncIterator[tuple[RunningGateway, MockProvider, MockProvider, str]]:
     anthropic_mock = MockProvider(ANTHROPIC_KEY)
     openai_mock = MockProvider(OPENAI_KEY)
     async with (
@@ -55,9 +57,11 @@ async def gateway_with_mocks() -> AsyncIterator[tuple[RunningGateway, MockProvid
                 },
             ],
         }
-        async with running_gateway({}, auth={"enforce_auth_on_inference": True}, llm=llm) as gateway:
+        auth = {"enforce_auth_on_inference": True}
+        async with running_gateway(upstreams or {}, auth=auth, llm=llm) as gateway:
             assert gateway.gateway.store is not None
-            _, vk = await gateway.gateway.store.create_virtual_key("claude-code", mcp_configs={})
+            _, vk = await gateway.gateway.store.create_virtual_key("claude-code", mcp_configs=grants or {})
+            await gateway.gateway.sync()
             yield gateway, anthropic_mock, openai_mock, vk
 
 
@@ -176,3 +180,68 @@ async def test_claude_code_is_served_by_the_fallback_when_the_provider_is_overlo
     assert len(message_requests(openai_mock, "/v1/chat/completions")) == 1
     [event] = usage
     assert event.fallback and event.provider == "openai" and event.rule == "sonnet-model"
+
+
+def tools_sent(request: Any) -> list[str]:
+    return [tool["name"] for tool in request.body.get("tools") or []]
+
+
+async def test_claude_code_with_the_gateways_mcp_added_gets_each_mcp_tool_once_and_calls_it_through_mcp(
+    tmp_path: Path,
+) -> None:
+    """Both paths at once, as the README sets them up: the gateway does not inject what Claude Code sends."""
+    require(CLAUDE)
+    home = tmp_path / "home"
+    async with gateway_with_mocks({"lab": lab()}, {"lab": ["echo", "whoami"]}) as (gateway, anthropic_mock, _, vk):
+        anthropic_mock.tool_then_text = ("mcp__gw__lab-echo", {"text": "hello from the lab"})
+        anthropic_mock.default = Turn(quote_tool_results=True)
+        config = {
+            "mcpServers": {"gw": {"type": "http", "url": gateway.url, "headers": {"Authorization": f"Bearer {vk}"}}}
+        }
+        (home / "project").mkdir(parents=True)
+        (home / "mcp.json").write_text(json.dumps(config))
+        env = model_env(home, gateway.base_url, ANTHROPIC_AUTH_TOKEN=vk)
+        code, output, _ = await run_claude(
+            home,
+            env,
+            "echo hello",
+            "--model",
+            "sonnet",
+            "--mcp-config",
+            str(home / "mcp.json"),
+            "--allowedTools",
+            "mcp__gw__lab-echo",
+        )
+        assert gateway.gateway.store is not None
+        await gateway.gateway.audit.flush()
+        audit = await gateway.gateway.store.list_audit(limit=20)
+    assert code == 0, output
+    assert "hello from the lab" in result_of(output)["result"], output
+    turns = message_requests(anthropic_mock, "/v1/messages")
+    assert len(turns) == 2
+    for turn in turns:
+        names = tools_sent(turn)
+        assert names.count("mcp__gw__lab-echo") == 1 and names.count("mcp__gw__lab-whoami") == 1, names
+        assert "lab-echo" not in names and "lab-whoami" not in names  # not injected a second time
+    [call] = [e for e in audit if e.tool == "echo"]
+    assert call.llm_request_id is None  # Claude Code ran it through /mcp, not the gateway
+
+
+async def test_claude_code_without_mcp_gets_the_tools_injected_and_run_by_the_gateway(tmp_path: Path) -> None:
+    require(CLAUDE)
+    home = tmp_path / "home"
+    upstreams = {"lab": {**lab(), "tools_to_auto_execute": ["echo"]}}
+    async with gateway_with_mocks(upstreams, {"lab": ["echo"]}) as (gateway, anthropic_mock, _, vk):
+        anthropic_mock.script(Turn(tool=("lab-echo", {"text": "ran by the gateway"})), Turn(quote_tool_results=True))
+        env = model_env(home, gateway.base_url, ANTHROPIC_AUTH_TOKEN=vk)
+        code, output, _ = await run_claude(home, env, "echo something", "--model", "sonnet")
+        assert gateway.gateway.store is not None
+        await gateway.gateway.audit.flush()
+        audit = await gateway.gateway.store.list_audit(limit=20)
+    assert code == 0, output
+    assert result_of(output)["result"] == "tool results: ran by the gateway", output
+    first, second = message_requests(anthropic_mock, "/v1/messages")
+    assert tools_sent(first).count("lab-echo") == 1 and tools_sent(first)[-1] == "lab-echo"
+    assert second.body["messages"][-1]["content"][0]["type"] == "tool_result"
+    [call] = [e for e in audit if e.tool == "echo"]
+    assert call.llm_request_id and call.outcome == "ok"

@@ -23,7 +23,7 @@ import argparse
 import json
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
@@ -40,6 +40,12 @@ class Turn:
     text: str = "Hello from the mock."
     tool: tuple[str, dict[str, Any]] | None = None
     """(name, arguments): answer with a tool call instead of text."""
+    more_tools: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """Further tool calls in the same turn (parallel tool calls)."""
+    preamble: str | None = None
+    """Text the model says before its tool calls, in the same turn."""
+    quote_tool_results: bool = False
+    """Answer with the text of the tool results the request carries (`text` is replaced)."""
     status: int = 200
     """An error status to answer with (the provider's own error body)."""
     garbage: bool = False
@@ -48,6 +54,9 @@ class Turn:
     hang_after: int | None = None
     """Streams: stop sending (but keep the connection open) after this many events."""
     headers: dict[str, str] = field(default_factory=dict)
+
+    def calls(self) -> list[tuple[str, dict[str, Any]]]:
+        return ([self.tool] if self.tool is not None else []) + self.more_tools
 
 
 @dataclass
@@ -90,10 +99,22 @@ class MockProvider:
         self.turns.extend(turns)
 
     def _next(self) -> Turn:
+        turn = self._scripted()
+        if turn.quote_tool_results and self.requests:
+            quoted = " | ".join(_tool_result_texts(self.requests[-1].body))
+            turn = replace(turn, text=f"tool results: {quoted}")
+        return turn
+
+    def _scripted(self) -> Turn:
         if self.turns:
             return self.turns.popleft()
         if self.echo and self.requests:
             body = self.requests[-1].body
+            if _has_tool_result(body):
+                return Turn(text="[demo provider] the tool answered: " + " | ".join(_tool_result_texts(body))[:500])
+            wanted = _tool_asked_for(body)
+            if wanted is not None:
+                return Turn(tool=wanted)
             model = body.get("model", "?") if isinstance(body, dict) else "?"
             return Turn(text=f"[demo provider, model {model}] you said: {_last_user_text(body)[:500]}")
         if self.tool_then_text is not None:
@@ -135,7 +156,7 @@ class MockProvider:
                     "type": "message",
                     "role": "assistant",
                     "model": model,
-                    "content": [_anthropic_block(turn)],
+                    "content": _anthropic_content(turn),
                     "stop_reason": "tool_use" if turn.tool else "end_turn",
                     "stop_sequence": None,
                     "usage": {"input_tokens": 11, "output_tokens": 7, "cache_read_input_tokens": 3},
@@ -155,21 +176,22 @@ class MockProvider:
             "usage": {"input_tokens": 11, "output_tokens": 1, "cache_read_input_tokens": 3},
         }
         events: list[tuple[str, dict[str, Any]]] = [("message_start", {"type": "message_start", "message": start})]
-        if turn.tool is not None:
-            name, arguments = turn.tool
-            block = {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:20]}", "name": name, "input": {}}
-            events.append(("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}))
-            text = json.dumps(arguments)
+        blocks: list[tuple[str, Any]] = [("text", turn.preamble)] if turn.preamble else []
+        blocks += [("tool", call) for call in turn.calls()] or [("text", turn.text)]
+        for index, (kind, value) in enumerate(blocks):
+            if kind == "tool":
+                name, arguments = value
+                block = {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:20]}", "name": name, "input": {}}
+                text, delta_type, field_name = json.dumps(arguments), "input_json_delta", "partial_json"
+            else:
+                block, text, delta_type, field_name = {"type": "text", "text": ""}, value, "text_delta", "text"
+            events.append(
+                ("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
+            )
             for i in range(0, len(text), self.piece):
-                delta = {"type": "input_json_delta", "partial_json": text[i : i + self.piece]}
-                events.append(("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}))
-        else:
-            block = {"type": "text", "text": ""}
-            events.append(("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}))
-            for i in range(0, len(turn.text), self.piece):
-                delta = {"type": "text_delta", "text": turn.text[i : i + self.piece]}
-                events.append(("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}))
-        events.append(("content_block_stop", {"type": "content_block_stop", "index": 0}))
+                delta = {"type": delta_type, field_name: text[i : i + self.piece]}
+                events.append(("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}))
+            events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
         stop = "tool_use" if turn.tool else "end_turn"
         events.append(
             (
@@ -260,14 +282,15 @@ class MockProvider:
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:20]}"
         model = body.get("model") if isinstance(body, dict) else None
         if not (isinstance(body, dict) and body.get("stream")):
-            message: dict[str, Any] = {"role": "assistant", "content": None if turn.tool else turn.text}
+            message: dict[str, Any] = {"role": "assistant", "content": turn.preamble if turn.tool else turn.text}
             if turn.tool is not None:
                 message["tool_calls"] = [
                     {
                         "id": f"call_{uuid.uuid4().hex[:20]}",
                         "type": "function",
-                        "function": {"name": turn.tool[0], "arguments": json.dumps(turn.tool[1])},
+                        "function": {"name": name, "arguments": json.dumps(arguments)},
                     }
+                    for name, arguments in turn.calls()
                 ]
             return JSONResponse(
                 {
@@ -299,14 +322,21 @@ class MockProvider:
 
         parts = [chunk({"role": "assistant", "content": ""})]
         if turn.tool is not None:
-            name, arguments = turn.tool
-            call_id = f"call_{uuid.uuid4().hex[:20]}"
-            first = {"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
-            parts.append(chunk({"tool_calls": [first]}))
-            text = json.dumps(arguments)
-            for i in range(0, len(text), self.piece):
-                piece = {"index": 0, "function": {"arguments": text[i : i + self.piece]}}
-                parts.append(chunk({"tool_calls": [piece]}))
+            for i in range(0, len(turn.preamble or ""), self.piece):
+                parts.append(chunk({"content": (turn.preamble or "")[i : i + self.piece]}))
+            for position, (name, arguments) in enumerate(turn.calls()):
+                call_id = f"call_{uuid.uuid4().hex[:20]}"
+                first = {
+                    "index": position,
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": name, "arguments": ""},
+                }
+                parts.append(chunk({"tool_calls": [first]}))
+                text = json.dumps(arguments)
+                for i in range(0, len(text), self.piece):
+                    piece = {"index": position, "function": {"arguments": text[i : i + self.piece]}}
+                    parts.append(chunk({"tool_calls": [piece]}))
             parts.append(chunk({}, "tool_calls"))
         else:
             for i in range(0, len(turn.text), self.piece):
@@ -367,6 +397,16 @@ def gemini_whole(turn: Turn) -> dict[str, Any]:
     }
 
 
+def _anthropic_content(turn: Turn) -> list[dict[str, Any]]:
+    blocks = [{"type": "text", "text": turn.preamble}] if turn.preamble and turn.tool else []
+    if turn.tool is None:
+        return [*blocks, _anthropic_block(turn)]
+    return blocks + [
+        {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:20]}", "name": name, "input": arguments}
+        for name, arguments in turn.calls()
+    ]
+
+
 def _anthropic_block(turn: Turn) -> dict[str, Any]:
     if turn.tool is not None:
         return {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:20]}", "name": turn.tool[0], "input": turn.tool[1]}
@@ -391,7 +431,11 @@ def main() -> None:
     parser.add_argument("--key", default="test-provider-key")
     parser.add_argument("--tool-call", nargs=2, metavar=("NAME", "JSON_ARGUMENTS"))
     parser.add_argument("--text", default="Hello from the mock.")
-    parser.add_argument("--echo", action="store_true", help="answer with the last user message (demo)")
+    parser.add_argument(
+        "--echo",
+        action="store_true",
+        help='answer with the last user message (demo); "call <tool> [JSON]" calls one of the offered tools',
+    )
     parser.add_argument(
         "--write-events", action="store_true", help="write streams one event per write, as real providers do"
     )
@@ -436,6 +480,21 @@ def _last_user_text(body: Any) -> str:
     return ""
 
 
+def _tool_asked_for(body: Any) -> tuple[str, dict[str, Any]] | None:
+    """Demo: "call <tool> [JSON arguments]" as the last user message, for a tool the request offers."""
+    words = _last_user_text(body).strip().split(maxsplit=2)
+    if len(words) < 2 or words[0].lower() != "call":
+        return None
+    offered = {t.get("name") or (t.get("function") or {}).get("name") for t in body.get("tools") or []}
+    if words[1] not in offered:
+        return None
+    try:
+        arguments = json.loads(words[2]) if len(words) > 2 else {}
+    except ValueError:
+        return None
+    return (words[1], arguments) if isinstance(arguments, dict) else None
+
+
 def _has_tool_result(body: Any) -> bool:
     """Whether the conversation answers a tool call after the model's last turn (Anthropic or OpenAI shape)."""
     if not isinstance(body, dict):
@@ -453,6 +512,26 @@ def _has_tool_result(body: Any) -> bool:
         if isinstance(content, list) and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content):
             return True
     return False
+
+
+def _tool_result_texts(body: Any) -> list[str]:
+    """The texts of the tool results in a conversation's last messages (Anthropic or OpenAI shape)."""
+    texts: list[str] = []
+    messages = [m for m in (body.get("messages") if isinstance(body, dict) else None) or [] if isinstance(m, dict)]
+    last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
+    for message in messages[last + 1 :]:
+        if message.get("role") == "tool":
+            texts.append(str(message.get("content")))
+            continue
+        content = message.get("content")
+        for block in content if isinstance(content, list) else []:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                inner = block.get("content")
+                if isinstance(inner, str):
+                    texts.append(inner)
+                else:
+                    texts += [str(b.get("text", "")) for b in inner or [] if isinstance(b, dict)]
+    return texts
 
 
 if __name__ == "__main__":

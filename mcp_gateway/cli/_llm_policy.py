@@ -21,10 +21,32 @@ LlmRpmOption = Annotated[int | None, typer.Option("--llm-rpm", help="Model reque
 LlmTpmOption = Annotated[int | None, typer.Option("--llm-tpm", help="Tokens per minute.", min=1)]
 LlmUsdDayOption = Annotated[float | None, typer.Option("--llm-usd-day", help="US dollars per UTC day.", min=0.01)]
 LlmUsdMonthOption = Annotated[float | None, typer.Option("--llm-usd-month", help="US dollars per UTC month.", min=0.01)]
+LlmInjectOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--llm-inject-tools/--llm-no-inject-tools",
+        help="Add (or never add) the key's MCP tools to its model requests; default: llm.auto_inject_mcp_tools.",
+    ),
+]
+LlmAutoExecuteOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--llm-auto-execute",
+        help="Only these auto-executable tools are run by the gateway for this key (gateway names or globs, "
+        "repeatable); --llm-auto-execute '' runs none.",
+    ),
+]
 
 
 def llm_policy(
-    models: list[str] | None, rpm: int | None, tpm: int | None, usd_day: float | None, usd_month: float | None
+    models: list[str] | None,
+    rpm: int | None,
+    tpm: int | None,
+    usd_day: float | None,
+    usd_month: float | None,
+    *,
+    inject_tools: bool | None = None,
+    auto_execute: list[str] | None = None,
 ) -> dict[str, Any] | None:
     """The stored policy for the given options; None when none was given."""
     fields = {
@@ -33,6 +55,8 @@ def llm_policy(
         "tokens_per_minute": tpm,
         "usd_per_day": usd_day,
         "usd_per_month": usd_month,
+        "inject_mcp_tools": inject_tools,
+        "tools_to_auto_execute": [p for p in auto_execute if p] if auto_execute is not None else None,
     }
     given = {k: v for k, v in fields.items() if v is not None}
     if not given:
@@ -55,4 +79,8 @@ def describe_policy(policy: Mapping[str, Any]) -> str:
     ):
         if policy.get(field) is not None:
             parts.append(f"{policy[field]:g} {unit}")
+    if policy.get("inject_mcp_tools") is not None:
+        parts.append("MCP tools " + ("added" if policy["inject_mcp_tools"] else "not added") + " to requests")
+    if policy.get("tools_to_auto_execute") is not None:
+        parts.append("auto-executes " + (", ".join(policy["tools_to_auto_execute"]) or "nothing"))
     return "; ".join(parts) or "no restrictions"

@@ -41,13 +41,22 @@ def audit_tail(
     upstream: Annotated[str | None, typer.Option(help="Only events for this upstream.")] = None,
     vk: Annotated[str | None, typer.Option("--vk", help="Only events made with this virtual key id.")] = None,
     outcome: Annotated[AuditOutcomeChoice | None, typer.Option(help="Only events with this outcome.")] = None,
+    llm_request: Annotated[
+        str | None,
+        typer.Option("--llm-request", help="Only the tool calls run for this model request (its X-Request-Id)."),
+    ] = None,
     config: StoreConfigOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="A JSON array; with --follow, one JSON object per line.")
     ] = False,
 ) -> None:
     """The newest audit events, oldest first (like tail); --follow keeps printing new ones."""
-    filters: dict[str, Any] = {"upstream": upstream, "virtual_key_id": vk, "outcome": outcome}
+    filters: dict[str, Any] = {
+        "upstream": upstream,
+        "virtual_key_id": vk,
+        "outcome": outcome,
+        "llm_request_id": llm_request,
+    }
 
     def emit(events: Sequence[AuditEventRecord], first: bool) -> None:
         if as_json and not follow:
@@ -92,6 +101,8 @@ def _caller(event: AuditEventRecord) -> str:
     caller = f"{event.identity_mode} {event.subject}" if event.subject else event.identity_mode
     if event.virtual_key_id and event.virtual_key_id != event.subject:
         caller += f" via vk {event.virtual_key_id}"
+    if event.llm_request_id:
+        caller += f" for model request {event.llm_request_id}"
     return caller
 
 

@@ -19,6 +19,8 @@ from rich.table import Column, Table
 
 from mcp_gateway.cli._grants import ALLOW_SYNTAX, allow_summary, parse_allow
 from mcp_gateway.cli._llm_policy import (
+    LlmAutoExecuteOption,
+    LlmInjectOption,
     LlmModelsOption,
     LlmRpmOption,
     LlmTpmOption,
@@ -59,6 +61,8 @@ def vk_create(
     llm_tpm: LlmTpmOption = None,
     llm_usd_day: LlmUsdDayOption = None,
     llm_usd_month: LlmUsdMonthOption = None,
+    llm_inject_tools: LlmInjectOption = None,
+    llm_auto_execute: LlmAutoExecuteOption = None,
     config: StoreConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -69,7 +73,15 @@ def vk_create(
         configs = parse_allow(allow or [])
     except Failure as exc:
         fail(exc.message, exc.code)
-    llm = llm_policy(llm_models, llm_rpm, llm_tpm, llm_usd_day, llm_usd_month)
+    llm = llm_policy(
+        llm_models,
+        llm_rpm,
+        llm_tpm,
+        llm_usd_day,
+        llm_usd_month,
+        inject_tools=llm_inject_tools,
+        auto_execute=llm_auto_execute,
+    )
 
     async def create(store: Store) -> tuple[VirtualKeyRecord, str]:
         # Not `upsert_user`: that records a sign-in (last_seen_at); this user has never signed in.
@@ -234,11 +246,25 @@ def vk_llm(
     llm_tpm: LlmTpmOption = None,
     llm_usd_day: LlmUsdDayOption = None,
     llm_usd_month: LlmUsdMonthOption = None,
+    llm_inject_tools: LlmInjectOption = None,
+    llm_auto_execute: LlmAutoExecuteOption = None,
     clear: Annotated[bool, typer.Option("--clear", help="Remove every model restriction and budget.")] = False,
     config: StoreConfigOption = None,
 ) -> None:
     """Set which models a key may use on /anthropic and /openai, and its budgets (replaces what it had)."""
-    llm = None if clear else llm_policy(llm_models, llm_rpm, llm_tpm, llm_usd_day, llm_usd_month)
+    llm = (
+        None
+        if clear
+        else llm_policy(
+            llm_models,
+            llm_rpm,
+            llm_tpm,
+            llm_usd_day,
+            llm_usd_month,
+            inject_tools=llm_inject_tools,
+            auto_execute=llm_auto_execute,
+        )
+    )
     if llm is None and not clear:
         fail("give --llm-models and/or a budget (--llm-rpm, --llm-tpm, --llm-usd-day, --llm-usd-month), or --clear", 2)
 

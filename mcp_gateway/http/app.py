@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from llm_gateway.http_common import anthropic_refusal, openai_refusal
 from llm_gateway.routes import llm_routes
-from llm_gateway.tool_execute import tool_execute_routes
+from llm_gateway.tools.execute import tool_execute_routes
 from mcp_gateway.config import GatewayConfig
 from mcp_gateway.http.answers import AnswerAsJson
 from mcp_gateway.http.api.app import create_admin_api
@@ -33,8 +33,6 @@ from mcp_gateway.http.ratelimit import call_limits, limit_requests
 from mcp_gateway.http.request_context import RequestContextMiddleware
 from mcp_gateway.http.sdk_server import end_session
 from mcp_gateway.supervisor import Supervisor
-from mcp_gateway.toolmodes.base import ToolMode
-from mcp_gateway.toolmodes.search import SearchMode
 
 __all__ = ["Gateway", "create_gateway", "is_loopback", "resolve_database_url"]
 
@@ -103,10 +101,8 @@ def _mcp_sessions(gateway: Gateway) -> StreamableHTTPSessionManager:
         gateway.manager,
         gateway.clients,
         gateway.policy,
-        gateway.calls,
+        gateway.tools,
         gateway.refresh_identity,
-        gateway.presenter,
-        {ToolMode.SEARCH: SearchMode(), ToolMode.CODE: gateway.code_mode},
         end_session=end_client_session,
     )
     server.middleware.extend(call_limits(gateway.config.limits))
@@ -137,5 +133,5 @@ def _llm_routes(gateway: Gateway) -> list[BaseRoute]:
             anthropic_guard=lambda app: IdentityMiddleware(app, resolver, refuse=anthropic_refusal),
             openai_guard=openai_guard,
         ),
-        *tool_execute_routes(lambda: gateway.calls, openai_guard),
+        *tool_execute_routes(lambda: gateway.llm.tools if gateway.llm is not None else None, openai_guard),
     ]

@@ -31,6 +31,7 @@ from pydantic import TypeAdapter, ValidationError
 from llm_gateway.service import LlmService
 from llm_gateway.usage import UsageEvent, UsageLog, observe_llm, usage_row
 from mcp_gateway.audit import AuditEvent, AuditLog
+from mcp_gateway.caller_tools import CallerTools
 from mcp_gateway.calls import ToolCalls
 from mcp_gateway.config import (
     GatewayConfig,
@@ -64,6 +65,7 @@ from mcp_gateway.toolmodes.codemode import META_TOOLS as CODE_META_TOOLS
 from mcp_gateway.toolmodes.codemode import CodeMode
 from mcp_gateway.toolmodes.presenter import Presenter
 from mcp_gateway.toolmodes.search import META_TOOLS as SEARCH_META_TOOLS
+from mcp_gateway.toolmodes.search import SearchMode
 from mcp_gateway.upstreams.manager import UpstreamManager
 from mcp_gateway.vault import open_vault
 
@@ -128,6 +130,15 @@ class Gateway:
             self.manager, self.policy, self.audit, credential_wait=config.server.credential_wait_seconds
         )
         """The call pipeline: every face that calls a tool as a caller goes through it."""
+        self.tools = CallerTools(
+            self.policy,
+            self.presenter,
+            self.calls,
+            lambda: self.manager.catalog,
+            self._upstream_config,
+            {ToolMode.SEARCH: SearchMode(), ToolMode.CODE: self.code_mode},
+        )
+        """Each caller's tools as `/mcp` lists them, and calling them (meta tools too): `/mcp` and the LLM faces."""
         # Expanded here, not per row like upstreams: the llm section lives in the file only.
         llm = expand_llm_environment(config.llm, os.environ, source="gateway.yaml")
         self.llm: LlmService | None = None
@@ -138,7 +149,7 @@ class Gateway:
             metrics = self.metrics
             observers = [self._observe_llm] if metrics is not None else []
             usage = UsageLog(self._write_llm_usage, observers=observers)
-            self.llm = LlmService(llm, usage, spent_since=self._llm_spent_since)
+            self.llm = LlmService(llm, usage, spent_since=self._llm_spent_since, tools=self.tools)
 
     # -- identity, as the store holds it ------------------------------------------------------
 
@@ -216,6 +227,10 @@ class Gateway:
     async def _write_audit(self, events: Sequence[AuditEvent]) -> None:
         if self.store is not None:
             await self.store.record_audit([AuditEventIn(**_fields(e)) for e in events])
+
+    def _upstream_config(self, upstream: str) -> UpstreamConfig | None:
+        connection = self.manager.connections.get(upstream)
+        return connection.config if connection is not None else None
 
     def _mode_of(self, upstream: str) -> ToolMode:
         connection = self.manager.connections.get(upstream)

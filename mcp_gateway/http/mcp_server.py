@@ -10,9 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio
 import mcp_types as types
@@ -25,7 +24,8 @@ from mcp_types import INVALID_PARAMS
 from pydantic import ValidationError
 
 from mcp_gateway import __version__
-from mcp_gateway.calls import ToolCalls, send
+from mcp_gateway.caller_tools import CallerTools
+from mcp_gateway.calls import send
 from mcp_gateway.catalog import explicit_uri
 from mcp_gateway.errors import UnknownTool, UpstreamError
 from mcp_gateway.http.clients import ClientConnections
@@ -34,8 +34,6 @@ from mcp_gateway.http.sdk_server import connection_of
 from mcp_gateway.identity import Identity
 from mcp_gateway.policy import Policy, View
 from mcp_gateway.relay import Caller
-from mcp_gateway.toolmodes.base import ToolAccess, ToolMode
-from mcp_gateway.toolmodes.presenter import Presenter
 from mcp_gateway.upstreams.connection import UpstreamConnection, UpstreamState
 from mcp_gateway.upstreams.lists import ListKind
 from mcp_gateway.upstreams.manager import UpstreamManager
@@ -70,25 +68,16 @@ class GatewayServer(Server[Any]):
         )
 
 
-class ModeHandler(Protocol):
-    """A tool mode's meta tools (search, code): answers a call as the caller, via `access`."""
-
-    async def call(self, name: str, arguments: Mapping[str, Any], access: ToolAccess) -> dict[str, Any]: ...
-
-
 def build_server(
     manager: UpstreamManager,
     clients: ClientConnections,
     policy: Policy,
-    calls: ToolCalls,
+    tools: CallerTools,
     refresh_identity: Callable[[Identity], Awaitable[Identity | None]] | None = None,
-    presenter: Presenter | None = None,
-    mode_handlers: Mapping[ToolMode, ModeHandler] | None = None,
     end_session: Callable[[str], Awaitable[None]] | None = None,
 ) -> GatewayServer:
+    """The MCP server; `tools` lists and calls each caller's tools (meta tools of search/code mode too)."""
     page_size = manager.config.server.page_size
-    present = presenter or Presenter(lambda upstream: ToolMode.DIRECT, {})
-    handlers = mode_handlers or {}
 
     def view(ctx: Ctx) -> View:
         identity = identity_of(ctx)
@@ -97,26 +86,16 @@ def build_server(
         return seen
 
     async def list_tools(ctx: Ctx, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        items, cursor = _page(present.present(view(ctx), manager.catalog).tools, params, page_size)
+        view(ctx)  # registers the session for list_changed notifications
+        items, cursor = _page(tools.presentation(identity_of(ctx)).tools, params, page_size)
         return types.ListToolsResult(tools=items, next_cursor=cursor)
 
     async def call_tool(ctx: Ctx, params: types.CallToolRequestParams) -> dict[str, Any]:
         """tools/call: a meta tool of search/code mode, or a tool of an upstream through the call pipeline."""
-        identity = identity_of(ctx)
-        channel = McpChannel(ctx)
-        meta = _forwardable_meta(ctx.meta)
-        if handlers:
-            presentation = present.present(policy.view(identity, manager.catalog), manager.catalog)
-            mode = presentation.meta.get(params.name)
-            if mode is not None and mode in handlers:
-                started = time.perf_counter()
-                access = calls.access(identity, presentation, channel, meta)
-                result = await handlers[mode].call(params.name, params.arguments or {}, access)
-                calls.record_meta_call(identity, params.name, started, result)
-                result.setdefault("resultType", "complete")
-                return result
         try:
-            return await calls.call(identity, params.name, params.arguments, channel, meta)
+            return await tools.call(
+                identity_of(ctx), params.name, params.arguments, McpChannel(ctx), _forwardable_meta(ctx.meta)
+            )
         except UnknownTool:
             # Hidden and missing tools get the same answer: nothing leaks about what exists.
             raise MCPError(INVALID_PARAMS, f"Unknown tool: {params.name}") from None

@@ -45,6 +45,7 @@ class AuditStore(StoreBase):
                 "duration_ms": event.duration_ms,
                 "outcome": event.outcome,
                 "detail": None if event.detail is None else event.detail[:AUDIT_DETAIL_MAX],
+                "llm_request_id": event.llm_request_id,
             }
             for event in events
         ]
@@ -61,6 +62,7 @@ class AuditStore(StoreBase):
         upstream: UpstreamName | None = None,
         virtual_key_id: str | None = None,
         outcome: AuditOutcome | None = None,
+        llm_request_id: str | None = None,
     ) -> list[AuditEventRecord]:
         """Up to `limit` events, newest first, with `after_id < id < before_id` and the given filters.
 
@@ -77,6 +79,8 @@ class AuditStore(StoreBase):
             statement = statement.where(col(AuditEvent.virtual_key_id) == virtual_key_id)
         if outcome is not None:
             statement = statement.where(col(AuditEvent.outcome) == outcome)
+        if llm_request_id is not None:
+            statement = statement.where(col(AuditEvent.llm_request_id) == llm_request_id)
         async with self._reading() as session:
             return [_audit_record(row) for row in await session.exec(statement)]
 
@@ -102,4 +106,5 @@ def _audit_record(row: AuditEvent) -> AuditEventRecord:
         duration_ms=row.duration_ms,
         outcome=cast(AuditOutcome, row.outcome),
         detail=row.detail,
+        llm_request_id=row.llm_request_id,
     )

@@ -51,6 +51,7 @@ class LlmUsageStore(StoreBase):
                 "fallback": e.fallback,
                 "attempts": e.attempts,
                 "duration_ms": e.duration_ms,
+                "request_id": e.request_id,
                 "ttfb_ms": e.ttfb_ms,
             }
             for e in events

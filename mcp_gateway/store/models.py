@@ -112,6 +112,7 @@ class AuditEvent(SQLModel, table=True):
     duration_ms: float
     outcome: str
     detail: str | None = Field(default=None, max_length=500)
+    llm_request_id: str | None = Field(default=None, index=True)
 
 
 class LlmUsage(SQLModel, table=True):
@@ -144,6 +145,7 @@ class LlmUsage(SQLModel, table=True):
     attempts: int = 0
     duration_ms: float = 0.0
     ttfb_ms: float | None = None
+    request_id: str | None = Field(default=None, index=True)
 
 
 class LlmSetting(SQLModel, table=True):

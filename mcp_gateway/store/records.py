@@ -96,6 +96,8 @@ class AuditEventIn:
     tool: ToolName | None = None
     detail: str | None = None
     """Truncated to 500 characters when stored."""
+    llm_request_id: str | None = None
+    """The model request a tool call was made for (agent mode, `/v1/mcp/tool/execute`)."""
     ts: datetime = field(default_factory=utc_now)
 
 
@@ -112,6 +114,7 @@ class AuditEventRecord:
     duration_ms: float
     outcome: AuditOutcome
     detail: str | None
+    llm_request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +141,8 @@ class LlmUsageIn:
     attempts: int = 0
     duration_ms: float = 0.0
     ttfb_ms: float | None = None
+    request_id: str | None = None
+    """The client's request (`X-Request-Id`): the rounds of one agent-mode request share it."""
     ts: datetime = field(default_factory=utc_now)
 
 

@@ -26,6 +26,9 @@ class AuditEventOut(BaseModel):
     duration_ms: float
     outcome: AuditOutcome
     detail: str | None
+    llm_request_id: str | None = Field(
+        default=None, description="The model request a call was run for (agent mode, /v1/mcp/tool/execute)."
+    )
 
 
 class AuditPage(BaseModel):
@@ -44,6 +47,7 @@ def audit_routes(gateway: Gateway, router: APIRouter) -> None:
         upstream: str | None = None,
         virtual_key_id: str | None = None,
         outcome: AuditOutcome | None = None,
+        llm_request_id: str | None = None,
     ) -> AuditPage:
         """Tool calls, newest first, with `after_id < id < before_id` and the given filters."""
         if gateway.audit is not None:
@@ -55,6 +59,7 @@ def audit_routes(gateway: Gateway, router: APIRouter) -> None:
             upstream=upstream,
             virtual_key_id=virtual_key_id,
             outcome=outcome,
+            llm_request_id=llm_request_id,
         )
         return AuditPage(items=[audit_out(r) for r in records])
 
@@ -72,4 +77,5 @@ def audit_out(record: AuditEventRecord) -> AuditEventOut:
         duration_ms=record.duration_ms,
         outcome=record.outcome,
         detail=record.detail,
+        llm_request_id=record.llm_request_id,
     )
