@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -30,6 +32,7 @@ pytestmark = pytest.mark.anyio
 ANTHROPIC_KEY = "sk-ant-provider-key-tools"
 OPENAI_KEY = "sk-openai-provider-key-tools"
 KEYED = Path(__file__).parent / "upstreams" / "keyed_server.py"
+MCPGW = Path(sys.executable).parent / "mcpgw"
 ASK = {"max_tokens": 50, "messages": [{"role": "user", "content": "use the tools"}]}
 
 
@@ -41,6 +44,7 @@ class ToolLab:
     openai_mock: MockProvider
     vk: str
     clients: list[anthropic.AsyncAnthropic | openai.AsyncOpenAI] = field(default_factory=list)
+    key_ids: dict[str, str] = field(default_factory=dict)
 
     def anthropic(self, key: str | None = None) -> anthropic.AsyncAnthropic:
         client = anthropic.AsyncAnthropic(api_key=key or self.vk, base_url=f"{self.base}/anthropic", max_retries=0)
@@ -55,7 +59,8 @@ class ToolLab:
     async def key(self, grants: Mapping[str, list[str]], llm: Mapping[str, Any] | None = None) -> str:
         store = self.gateway.store
         assert store is not None
-        _, key = await store.create_virtual_key(f"key-{len(grants)}-{id(grants)}", mcp_configs=dict(grants), llm=llm)
+        record, key = await store.create_virtual_key(f"key-{len(self.key_ids)}", mcp_configs=dict(grants), llm=llm)
+        self.key_ids[key] = record.id
         await self.gateway.sync()
         return key
 
@@ -333,8 +338,16 @@ async def test_calls_the_gateway_does_not_run_go_back_to_the_client_untouched() 
             assert answer.stop_reason == "tool_use"
         assert len(messages_of(tl.anthropic_mock)) == 2
         assert not [e for e in await audit_of(tl.gateway) if e.tool in ("echo", "whoami")]
-        # A key may narrow what the gateway runs: with [] nothing is run for it.
-        narrow = await tl.key({"lab": ["echo"]}, llm={"tools_to_auto_execute": []})
+        # A key may narrow what the gateway runs: with [] nothing is run for it (set with the CLI).
+        narrow = await tl.key({"lab": ["echo"]})
+        done = await anyio.run_process(
+            [str(MCPGW), "vk", "llm", tl.key_ids[narrow], "--llm-auto-execute", "", "--llm-inject-tools"],
+            env={**os.environ, "DATABASE_URL": str(tl.gateway.database_url)},
+            check=False,
+        )
+        output = done.stdout.decode()
+        assert done.returncode == 0 and "MCP tools added to requests; auto-executes nothing" in output, output
+        await tl.gateway.sync()
         tl.anthropic_mock.script(Turn(tool=("lab-echo", {"text": "x"})))
         answer = await tl.anthropic(narrow).messages.create(model="claude-sonnet-4-6", **ASK)  # type: ignore[call-overload]
         assert answer.stop_reason == "tool_use"
