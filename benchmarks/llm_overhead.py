@@ -221,18 +221,34 @@ class Target:
     notes: str = ""
 
 
-def start_mock(children: Children) -> tuple[Child, str, str]:
-    """The mock provider with a fresh key; returns it, its ``/v1`` base URL and the key."""
+def start_mock(
+    children: Children, name: str = "mock", *, program: Sequence[str] = (), extra: Sequence[str] = ()
+) -> tuple[Child, str, str]:
+    """The mock provider with a fresh key; returns it, its ``/v1`` base URL and the key.
+
+    ``program``: what runs the mock instead of ``python llm_provider.py`` (it gets the same options); ``extra``: more
+    of the mock's options (``--record FILE``).
+    """
     port, key = free_port(), "sk-mock-" + secrets.token_urlsafe(18)
     # One write per event, as real providers stream (the tests' default cuts streams every 7 bytes).
-    mock_argv = [sys.executable, str(MOCK_PROVIDER), "--port", str(port), "--key", key, "--write-events"]
-    mock = children.start("mock", mock_argv)
+    options = ["--port", str(port), "--key", key, "--write-events", *extra]
+    mock = children.start(name, [*(program or (sys.executable, str(MOCK_PROVIDER))), *options])
     wait_for_port(mock, port, STARTUP_TIMEOUT)
     return mock, f"http://127.0.0.1:{port}/v1", key
 
 
-def start_mcpgw(children: Children, workdir: Path, mock_base: str, mock_key: str) -> Target:
+def start_mcpgw(
+    children: Children,
+    workdir: Path,
+    mock_base: str,
+    mock_key: str,
+    *,
+    upstreams: dict[str, Any] | None = None,
+    providers: dict[str, Any] | None = None,
+) -> Target:
     """``mcpgw serve`` with only the ``llm:`` face (provider ``openai`` = the mock) and one virtual key.
+
+    ``upstreams`` (MCP servers) and ``providers`` (more model providers) go into its config as given.
 
     The key is made with ``mcpgw vk create`` against a throwaway SQLite store before the gateway starts, and
     inference requires a key (``enforce_auth_on_inference: true``): the measured path includes the key lookup, as
@@ -241,14 +257,15 @@ def start_mcpgw(children: Children, workdir: Path, mock_base: str, mock_key: str
     port = free_port()
     database_url = f"sqlite:///{workdir / 'mcpgw.db'}"
     config = workdir / "mcpgw.yaml"
-    config.write_text(
-        "server:\n  host: 127.0.0.1\n"
-        "auth:\n  enforce_auth_on_inference: true\n"
-        f"database_url: {json.dumps(database_url)}\n"
-        "upstreams: {}\n"
-        "llm:\n  providers:\n    openai:\n"
-        f"      base_url: {json.dumps(mock_base)}\n      api_key: {json.dumps(mock_key)}\n"
-    )
+    openai = {"base_url": mock_base, "api_key": mock_key}
+    settings = {
+        "server": {"host": "127.0.0.1"},
+        "auth": {"enforce_auth_on_inference": True},
+        "database_url": database_url,
+        "upstreams": upstreams or {},
+        "llm": {"providers": {"openai": openai, **(providers or {})}},
+    }
+    config.write_text(json.dumps(settings, indent=2))  # JSON is YAML
     env = {**checkout_env(), "DATABASE_URL": database_url}
     mcpgw = mcpgw_command()
     try:
@@ -460,16 +477,18 @@ def summarise(runs: Sequence[Run], order: Sequence[str], concurrencies: Sequence
     return rows
 
 
+def verdict(value: float, limit: float, at_most: bool) -> str:
+    """PASS/FAIL of a figure against its target (at most or at least ``limit``); n/a when it was not measured."""
+    if math.isnan(value):
+        return "n/a"
+    return "PASS" if (value <= limit if at_most else value >= limit) else "FAIL"
+
+
 def verdicts(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The issue's figures: mcpgw/LiteLLM throughput at C=32, mcpgw's added p50 and TTFB at C=1, PASS/FAIL."""
 
     def row(mode: str, c: int, target: str) -> dict[str, Any] | None:
         return next((r for r in rows if (r["mode"], r["concurrency"], r["target"]) == (mode, c, target)), None)
-
-    def check(value: float, limit: float, at_most: bool) -> str:
-        if math.isnan(value):
-            return "n/a"
-        return "PASS" if (value <= limit if at_most else value >= limit) else "FAIL"
 
     out: dict[str, Any] = {}
     for mode in MODES:
@@ -478,20 +497,20 @@ def verdicts(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         out[f"throughput_mcpgw_over_litellm_c32_{mode}"] = {
             "value": ratio,
             "target": f">= {TARGET_THROUGHPUT_X:g}x",
-            "verdict": check(ratio, TARGET_THROUGHPUT_X, at_most=False),
+            "verdict": verdict(ratio, TARGET_THROUGHPUT_X, at_most=False),
         }
     json1, stream1 = row("json", 1, "mcpgw"), row("stream", 1, "mcpgw")
     value = json1["added_p50_ms"] if json1 else math.nan
     out["mcpgw_added_p50_ms_c1_json"] = {
         "value": value,
         "target": f"<= {TARGET_ADDED_P50_MS:g} ms",
-        "verdict": check(value, TARGET_ADDED_P50_MS, at_most=True),
+        "verdict": verdict(value, TARGET_ADDED_P50_MS, at_most=True),
     }
     value = stream1["added_ttfb_p50_ms"] if stream1 else math.nan
     out["mcpgw_added_ttfb_p50_ms_c1_stream"] = {
         "value": value,
         "target": f"<= {TARGET_ADDED_TTFB_MS:g} ms",
-        "verdict": check(value, TARGET_ADDED_TTFB_MS, at_most=True),
+        "verdict": verdict(value, TARGET_ADDED_TTFB_MS, at_most=True),
     }
     direct1 = row("stream", 1, "direct")  # for context: to the first complete SSE event
     value = stream1["first_event_p50_ms"] - direct1["first_event_p50_ms"] if stream1 and direct1 else math.nan
@@ -501,6 +520,13 @@ def verdicts(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         key = "added_p50_ms" if mode == "json" else "added_ttfb_p50_ms"
         out[f"litellm_{key}_c1_{mode}"] = {"value": theirs[key] if theirs else math.nan}
     return out
+
+
+def print_check(check: dict[str, Any], title: str, unit: str) -> None:
+    """One target line: the figure (``unit`` ``ms`` or ``x``), the target and its PASS/FAIL."""
+    value = check["value"]
+    text = "n/a" if math.isnan(value) else f"{value:+.2f} ms" if unit == "ms" else f"{value:.2f}x"
+    print(f"  {title:<52} {text:>10}   target {check['target']:<9} {check['verdict']}")
 
 
 def print_report(
@@ -533,10 +559,7 @@ def print_report(
     print()
 
     def show(key: str, title: str, unit: str) -> None:
-        check = checks[key]
-        value = check["value"]
-        text = "n/a" if math.isnan(value) else f"{value:+.2f} ms" if unit == "ms" else f"{value:.2f}x"
-        print(f"  {title:<52} {text:>10}   target {check['target']:<9} {check['verdict']}")
+        print_check(checks[key], title, unit)
 
     print("issue 13 targets:")
     show("throughput_mcpgw_over_litellm_c32_json", "mcpgw/LiteLLM throughput, C=32, non-streaming", "x")
@@ -662,11 +685,16 @@ def orchestrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+def add_load_options(parser: argparse.ArgumentParser) -> None:
+    """``--requests``, ``--warmup`` and ``--concurrency``: the size of every measurement (the worker's too)."""
     parser.add_argument("--requests", type=int, default=2000, help="measured requests per run (default 2000)")
     parser.add_argument("--warmup", type=int, default=100, help="warm-up requests per run, not measured (default 100)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32], help="lanes (default 1 32)")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    add_load_options(parser)
     parser.add_argument("--skip-litellm", action="store_true", help="measure direct and mcpgw only")
     parser.add_argument("--profile", action="store_true", help="py-spy flame graphs of mcpgw (extra run per mode)")
     parser.add_argument("--max-seconds", type=float, default=1800, help="overall time budget (default 1800)")
