@@ -14,13 +14,14 @@ and a hash of the session id, not the key or the raw session id.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import httpx2
 from joserfc import jwt
@@ -115,11 +116,31 @@ class JwtSettings(BaseModel):
     jwks_cache_seconds: float = 600
 
 
+class OAuthServerSettings(BaseModel):
+    """The gateway as an OAuth 2.1 authorization server for its own `/mcp` (MCP hosts' "Authenticate")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    access_token_seconds: int = Field(default=600, ge=30, le=86400, description="Lifetime of an access token.")
+    refresh_token_days: float = Field(default=30, gt=0, description="Lifetime of a refresh token (rotated on use).")
+    allow_anonymous: bool = Field(
+        default=False,
+        description="The consent page offers 'continue without an account': the client gets a token for a new "
+        "anonymous session (sees only upstreams with allow_on_all_virtual_keys).",
+    )
+
+
 class AuthSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enforce_auth_on_inference: bool = True
     jwt: JwtSettings | None = None
+    mcp_auth: Literal["headers", "oauth", "both"] = Field(
+        default="both",
+        description="What /mcp accepts: virtual keys and SSO tokens in headers, tokens issued by this gateway's "
+        "OAuth server (MCP hosts' sign-in), or both.",
+    )
+    oauth: OAuthServerSettings = Field(default_factory=OAuthServerSettings)
 
 
 KeyLookup = Callable[[str], Awaitable[KeyGrant | None]]
@@ -127,6 +148,26 @@ KeyLookup = Callable[[str], Awaitable[KeyGrant | None]]
 
 UserLookup = Callable[[str, Mapping[str, Any]], Awaitable[UserAccess | None]]
 """Record an SSO user's sign-in (id, claims) and say whether they may come in, with which grants."""
+
+KeyByIdLookup = Callable[[str], Awaitable[KeyGrant | None]]
+"""Find a virtual key by its id (for tokens issued by this gateway's OAuth server)."""
+
+
+class IssuedTokens(Protocol):
+    """This gateway's own access tokens (`oauth_server.tokens.TokenKeys` with the revocation list)."""
+
+    def is_ours(self, token: str) -> bool: ...
+
+    def claims(self, token: str) -> dict[str, Any] | None:
+        """The claims of a valid, unrevoked token; None otherwise."""
+        ...
+
+    def audience_ok(self, audience: object, headers: Mapping[str, str]) -> bool:
+        """Whether a token for `audience` may be used on the `/mcp` these headers reached (RFC 8707)."""
+        ...
+
+
+OAUTH_REJECTED = "the access token is invalid, expired or revoked; sign in again (your MCP client's Authenticate)"
 
 
 def hash_key(key: str) -> str:
@@ -201,20 +242,36 @@ class IdentityResolver:
         lookup_key: KeyLookup,
         lookup_user: UserLookup | None = None,
         jwt_verifier: JwtVerifier | None = None,
+        *,
+        lookup_key_by_id: KeyByIdLookup | None = None,
+        issued: Callable[[], IssuedTokens | None] | None = None,
     ) -> None:
+        """`issued`: this gateway's OAuth tokens, once the server's keys are loaded (None before)."""
         self.settings = settings
         self._lookup_key = lookup_key
         self._lookup_user = lookup_user
         self._jwt = jwt_verifier
+        self._lookup_key_by_id = lookup_key_by_id
+        self._issued = issued
 
-    async def resolve(self, headers: Mapping[str, str]) -> Identity:
-        """Raises AuthError (→ HTTP 401) when credentials are invalid, or missing while enforced."""
+    async def resolve(self, headers: Mapping[str, str], *, face: str = "mcp") -> Identity:
+        """Raises AuthError (→ HTTP 401) when credentials are invalid, or missing while enforced.
+
+        `face`: `mcp` applies `auth.mcp_auth` (headers, OAuth tokens issued here, or both); tokens
+        issued here are only ever valid for `/mcp` (their audience), never on other faces.
+        """
         narrowing = _narrowing(headers)
         authorization = headers.get("authorization", "")
         scheme, _, bearer = authorization.partition(" ")
         bearer = bearer.strip() if scheme.lower() == "bearer" else ""
+        mode = self.settings.mcp_auth if face == "mcp" else "headers"
 
+        issued = self._issued() if self._issued is not None and mode != "headers" else None
+        if bearer and issued is not None and issued.is_ours(bearer):
+            return await self._from_issued(issued, bearer, headers, narrowing)
         key = headers.get(VK_HEADER) or (bearer if bearer.startswith(VK_PREFIX) else "") or headers.get(API_KEY_HEADER)
+        if key and mode == "oauth":
+            raise AuthError("this gateway's /mcp accepts only sign-in tokens: use your MCP client's Authenticate")
         if key:
             return await self._from_key(key.strip(), narrowing)
         if bearer and self._jwt is not None and self._jwt.looks_like_jwt(bearer):
@@ -239,6 +296,30 @@ class IdentityResolver:
         if session:
             return Identity(IdentityMode.SESSION, hash_key(session)[:32], **narrowing)
         return Identity(IdentityMode.ANONYMOUS, None, **narrowing)
+
+    async def _from_issued(
+        self, issued: IssuedTokens, token: str, headers: Mapping[str, str], narrowing: dict[str, Any]
+    ) -> Identity:
+        claims = issued.claims(token)
+        if claims is None or not issued.audience_ok(claims.get("aud"), headers):
+            raise AuthError(OAUTH_REJECTED)
+        if isinstance(claims.get("vk"), str):
+            grant = await self._lookup_key_by_id(claims["vk"]) if self._lookup_key_by_id else None
+            if grant is None or not grant.active:
+                raise AuthError("the virtual key this sign-in was made with is disabled or deleted; sign in again")
+            if not grant.user_active:
+                raise AuthError(f"virtual key belongs to user {grant.user_id}, who is disabled on this gateway")
+            return dataclasses.replace(key_identity(grant, **narrowing), claims=claims)
+        if isinstance(claims.get("uid"), str):
+            user_id = claims["uid"]
+            access = await self._lookup_user(user_id, {}) if self._lookup_user else None
+            if access is not None and not access.active:
+                raise AuthError(f"user {user_id} is disabled on this gateway")
+            grants = access.grants if access is not None else None
+            return Identity(IdentityMode.USER, user_id, user_id=user_id, claims=claims, grants=grants, **narrowing)
+        if isinstance(claims.get("sid"), str):
+            return Identity(IdentityMode.SESSION, claims["sid"], claims=claims, **narrowing)
+        raise AuthError(OAUTH_REJECTED)
 
     async def _from_key(self, key: str, narrowing: dict[str, Any]) -> Identity:
         grant = await self._lookup_key(hash_key(key)) if key.startswith(VK_PREFIX) else None

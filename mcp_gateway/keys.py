@@ -49,18 +49,27 @@ class KeyCaches:
         self,
         find_key: Callable[[str], Awaitable[KeyGrant | None]],
         find_user: Callable[[str, Mapping[str, Any]], Awaitable[UserAccess | None]],
+        find_key_by_id: Callable[[str], Awaitable[KeyGrant | None]] | None = None,
     ) -> None:
+        """`find_key_by_id`: for sign-in tokens, which name their key by id."""
         self._find_key = find_key
         self._find_user = find_user
+        self._find_key_by_id = find_key_by_id
         self._keys: TtlCache[KeyGrant] = TtlCache()
+        self._keys_by_id: TtlCache[KeyGrant] = TtlCache()
         self._users: TtlCache[UserAccess] = TtlCache()
 
     async def key(self, key_hash: str) -> KeyGrant | None:
         return await self._keys.get(key_hash, lambda: self._find_key(key_hash))
+
+    async def key_by_id(self, key_id: str) -> KeyGrant | None:
+        find = self._find_key_by_id
+        return await self._keys_by_id.get(key_id, lambda: find(key_id)) if find is not None else None
 
     async def user(self, user_id: str, claims: Mapping[str, Any]) -> UserAccess | None:
         return await self._users.get(user_id, lambda: self._find_user(user_id, claims))
 
     def clear(self) -> None:
         self._keys.clear()
+        self._keys_by_id.clear()
         self._users.clear()

@@ -105,6 +105,7 @@ async def running_gateway(
     dedupe: Mapping[str, Any] | None = None,
     limits: Mapping[str, Any] | None = None,
     llm: Mapping[str, Any] | None = None,
+    port: int | None = None,
     **server: Any,
 ) -> AsyncIterator[RunningGateway]:
     """Serve a gateway over real HTTP on a free port for the duration of the block.
@@ -112,7 +113,7 @@ async def running_gateway(
     Without `auth`, the gateway is open (enforcement off) and upstreams default to
     `allow_on_all_virtual_keys: true`. The store is a fresh SQLite file unless `database_url` is given.
     """
-    port = free_port()
+    port = port or free_port()
     if auth is None:
         auth = OPEN_AUTH
         upstreams = {name: {"allow_on_all_virtual_keys": True, **u} for name, u in upstreams.items()}

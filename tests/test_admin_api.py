@@ -158,6 +158,10 @@ async def test_the_openapi_schema_documents_every_endpoint_and_body() -> None:
         "/llm/aliases/{name}": {"put", "delete"},
         "/llm/prices/{name}": {"put", "delete"},
         "/llm/explain": {"post"},
+        "/oauth/grants": {"get"},
+        "/oauth/grants/{grant_id}": {"delete"},
+        "/me/grants": {"get"},
+        "/me/grants/{grant_id}": {"delete"},
     }
     assert {path: set(methods) for path, methods in paths.items()} == expected
     models = set(schema["components"]["schemas"])

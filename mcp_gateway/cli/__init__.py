@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import typer
 
-from mcp_gateway.cli import audit, keys, routes, serve, upstreams, usage, users, vault
+from mcp_gateway.cli import audit, grants, keys, routes, serve, upstreams, usage, users, vault
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="mcpgw: one MCP endpoint for many MCP servers.")
 
@@ -36,6 +36,7 @@ app.add_typer(users.app, name="user")
 app.add_typer(vault.vault_app, name="vault")
 app.add_typer(vault.creds_app, name="creds")
 app.add_typer(routes.app, name="route")
+app.add_typer(grants.app, name="grants")
 
 __all__ = ["app", "main"]
 

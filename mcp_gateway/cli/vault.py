@@ -33,7 +33,7 @@ creds_app = typer.Typer(
     no_args_is_help=True, help="Stored per-user upstream credentials: list and revoke them (secrets are never shown)."
 )
 
-CredentialKindChoice = Literal["headers", "oauth", "oauth_client"]
+CredentialKindChoice = Literal["headers", "oauth", "oauth_client", "signing_key"]
 """`vault.CredentialKind`, spelled out so that typer can read it without importing the vault."""
 _STATE_COLORS = {"active": "green", "needs_reauth": "yellow"}
 IdentityOption = Annotated[

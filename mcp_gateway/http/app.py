@@ -21,6 +21,7 @@ from llm_gateway.http_common import anthropic_refusal, openai_refusal
 from llm_gateway.routes import llm_routes
 from llm_gateway.tools.execute import tool_execute_routes
 from mcp_gateway.config import GatewayConfig
+from mcp_gateway.errors import NotReady
 from mcp_gateway.http.answers import AnswerAsJson
 from mcp_gateway.http.api.app import create_admin_api
 from mcp_gateway.http.consent import credential_routes
@@ -29,9 +30,12 @@ from mcp_gateway.http.guards import EnvelopeGuard, HostOriginGuard, is_loopback,
 from mcp_gateway.http.health import operator_routes
 from mcp_gateway.http.identify import IdentityMiddleware
 from mcp_gateway.http.mcp_server import build_server
+from mcp_gateway.http.oauth.provider import GatewayOAuthProvider
+from mcp_gateway.http.oauth.routes import challenge, oauth_routes
 from mcp_gateway.http.ratelimit import call_limits, limit_requests
 from mcp_gateway.http.request_context import RequestContextMiddleware
 from mcp_gateway.http.sdk_server import end_session
+from mcp_gateway.oauth_server.tokens import TokenKeys
 from mcp_gateway.supervisor import Supervisor
 
 __all__ = ["Gateway", "create_gateway", "is_loopback", "resolve_database_url"]
@@ -51,7 +55,8 @@ def create_gateway(
     """
     gateway = Gateway(config, database_url=database_url, supervisor=supervisor or Supervisor())
     gateway.sessions = _mcp_sessions(gateway)
-    mcp_endpoint = _mcp_endpoint(gateway)
+    oauth = _oauth_provider(gateway)
+    mcp_endpoint = _mcp_endpoint(gateway, oauth)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -67,6 +72,11 @@ def create_gateway(
             Mount("/api", app=create_admin_api(gateway, token=admin_token, insecure=insecure_admin)),
             Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"]),
             *operator_routes(gateway),
+            *(
+                oauth_routes(oauth, gateway.caches.key, allow_anonymous=config.auth.oauth.allow_anonymous)
+                if oauth is not None
+                else []
+            ),
             *(_llm_routes(gateway) if gateway.llm is not None else []),
             *credential_routes(
                 gateway.flows,
@@ -113,12 +123,39 @@ def _mcp_sessions(gateway: Gateway) -> StreamableHTTPSessionManager:
     )
 
 
-def _mcp_endpoint(gateway: Gateway) -> HostOriginGuard:
-    """`/mcp`, outermost first: Host/Origin (421/403), the caller (401), the caller's request rate
-    (429, before the body is read), the body (413, JSON-RPC parse/envelope errors); then the SDK."""
+def _oauth_provider(gateway: Gateway) -> GatewayOAuthProvider | None:
+    """The OAuth server for `/mcp` (MCP hosts' sign-in), unless `/mcp` takes header credentials only."""
+    config = gateway.config
+    if config.auth.mcp_auth == "headers":
+        return None
+
+    def keys() -> TokenKeys:
+        if gateway.oauth_keys is None:
+            raise NotReady("the gateway is starting or stopping; try again")
+        return gateway.oauth_keys
+
+    return GatewayOAuthProvider(
+        config.auth.oauth,
+        config.server.public_url,
+        gateway.running_store,
+        keys,
+        gateway.caches.key_by_id,
+        gateway.find_user_by_id,
+        gateway.grant_revoked,
+    )
+
+
+def _mcp_endpoint(gateway: Gateway, oauth: GatewayOAuthProvider | None) -> HostOriginGuard:
+    """`/mcp`, outermost first: Host/Origin (421/403), the caller (401, saying where to sign in), the
+    caller's request rate (429, before the body is read), the body (413, JSON-RPC parse/envelope
+    errors); then the SDK."""
     config = gateway.config
     guarded = EnvelopeGuard(AnswerAsJson(StreamableHTTPASGIApp(gateway.sessions)), config.server.max_body_bytes)
-    identified = IdentityMiddleware(limit_requests(guarded, config.limits), gateway.resolver)
+    identified = IdentityMiddleware(
+        limit_requests(guarded, config.limits),
+        gateway.resolver,
+        challenge=(lambda scope: challenge(oauth, scope)) if oauth is not None else None,
+    )
     return HostOriginGuard(identified, transport_security(config.server))
 
 
@@ -126,11 +163,11 @@ def _llm_routes(gateway: Gateway) -> list[BaseRoute]:
     """`/anthropic` and `/openai`, each behind the identity middleware `/mcp` uses, refusing in its API's shape."""
     assert gateway.llm is not None
     resolver = gateway.resolver
-    openai_guard = lambda app: IdentityMiddleware(app, resolver, refuse=openai_refusal)  # noqa: E731
+    openai_guard = lambda app: IdentityMiddleware(app, resolver, refuse=openai_refusal, face="llm")  # noqa: E731
     return [
         *llm_routes(
             gateway.llm,
-            anthropic_guard=lambda app: IdentityMiddleware(app, resolver, refuse=anthropic_refusal),
+            anthropic_guard=lambda app: IdentityMiddleware(app, resolver, refuse=anthropic_refusal, face="llm"),
             openai_guard=openai_guard,
         ),
         *tool_execute_routes(lambda: gateway.llm.tools if gateway.llm is not None else None, openai_guard),

@@ -22,7 +22,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -57,6 +57,7 @@ from mcp_gateway.identity import (
 )
 from mcp_gateway.keys import KeyCaches
 from mcp_gateway.metrics import Metrics
+from mcp_gateway.oauth_server.tokens import IssuedTokenCheck, TokenKeys
 from mcp_gateway.policy import Policy
 from mcp_gateway.store import AuditEventIn, Store, VirtualKeyRecord, open_store
 from mcp_gateway.supervisor import Supervisor, describe
@@ -109,9 +110,20 @@ class Gateway:
         self.manager = UpstreamManager(config.model_copy(update={"upstreams": {}}), supervisor=supervisor)
         self.clients = ClientConnections(checkpoint=supervisor.checkpoint)
         self.policy = Policy(config.server.name_separator, lambda: self.manager.globals)
-        self.caches = KeyCaches(self._find_key, self._find_user)
+        self.caches = KeyCaches(self._find_key, self._find_user, self._find_key_by_id)
         jwt = JwtVerifier(config.auth.jwt) if config.auth.jwt else None
-        self.resolver = IdentityResolver(config.auth, self.caches.key, self.caches.user, jwt)
+        self.oauth_keys: TokenKeys | None = None
+        """The keys of the gateway's own OAuth server for `/mcp` (loaded from the vault while running)."""
+        self.revoked_grants: frozenset[str] = frozenset()
+        self._issued: IssuedTokenCheck | None = None
+        self.resolver = IdentityResolver(
+            config.auth,
+            self.caches.key,
+            self.caches.user,
+            jwt,
+            lookup_key_by_id=self.caches.key_by_id,
+            issued=lambda: self._issued,
+        )
         self.flows = FlowRegistry()
         self.metrics = (
             Metrics(
@@ -168,6 +180,22 @@ class Gateway:
             # and costs one write per key per TTL, not one per request.
             await store.touch_virtual_key(record.id)
         return await self._grant_of(store, record)
+
+    async def _find_key_by_id(self, key_id: str) -> KeyGrant | None:
+        store = self.store
+        record = await store.get_virtual_key(key_id) if store else None
+        if record is None or store is None:
+            return None
+        return await self._grant_of(store, record)
+
+    def grant_revoked(self, grant_id: str) -> None:
+        """An OAuth grant was revoked in this process: refuse its access tokens from now on."""
+        self.revoked_grants = self.revoked_grants | {grant_id}
+
+    async def find_user_by_id(self, user_id: str) -> UserAccess | None:
+        """A user's standing, without recording a sign-in (None: no such user)."""
+        user = await self.store.get_user(user_id) if self.store else None
+        return UserAccess(user.active, {k: tuple(v) for k, v in user.mcp_configs.items()}) if user else None
 
     async def _find_user(self, user_id: str, claims: Mapping[str, Any]) -> UserAccess | None:
         if self.store is None:
@@ -250,6 +278,11 @@ class Gateway:
         supervisor = self.supervisor
         try:
             vault = await open_vault(self.store)
+            if self.config.auth.mcp_auth != "headers":
+                self.oauth_keys = await TokenKeys.load_or_create(vault)
+                self._issued = IssuedTokenCheck(
+                    self.oauth_keys, self.config.server.public_url, lambda: self.revoked_grants
+                )
             self.broker = self.manager.broker = CredentialBroker(
                 vault, self.flows, public_url=self.config.server.public_url
             )
@@ -305,6 +338,10 @@ class Gateway:
             await self.manager.apply(await self._upstreams_from_store())
             await self.manager.announce()
             await self._apply_llm_settings()
+            if self._issued is not None:
+                # Tokens of grants revoked longer ago than a token lives have expired by themselves.
+                since = datetime.now(UTC) - timedelta(seconds=self.config.auth.oauth.access_token_seconds + 120)
+                self.revoked_grants = frozenset(await self.store.oauth_grants_revoked_since(since))
 
     async def _upstreams_from_store(self) -> dict[str, UpstreamConfig]:
         assert self.store is not None

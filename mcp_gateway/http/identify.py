@@ -52,19 +52,31 @@ class IdentityMiddleware:
     session to the identity that created it (the same session id with other credentials: 404).
     """
 
-    def __init__(self, app: ASGIApp, resolver: IdentityResolver, refuse: Refusal = jsonrpc_refusal) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        resolver: IdentityResolver,
+        refuse: Refusal = jsonrpc_refusal,
+        *,
+        face: str = "mcp",
+        challenge: Callable[[Scope], str] | None = None,
+    ) -> None:
+        """`challenge`: the `WWW-Authenticate` value of a 401 (for `/mcp`: where to sign in, RFC 9728)."""
         self.app = app
         self.resolver = resolver
         self.refuse = refuse
+        self.face = face
+        self.challenge = challenge
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         try:
-            await identify(self.resolver, scope)
+            await identify(self.resolver, scope, face=self.face)
         except AuthError as exc:
-            refusal = self.refuse(401, exc.message, {"WWW-Authenticate": 'Bearer realm="mcpgw"'})
+            challenge = self.challenge(scope) if self.challenge is not None else 'Bearer realm="mcpgw"'
+            refusal = self.refuse(401, exc.message, {"WWW-Authenticate": challenge})
             await refusal(scope, receive, send)
             return
         except StoreError as exc:
@@ -76,7 +88,7 @@ class IdentityMiddleware:
         await self.app(scope, receive, send)
 
 
-async def identify(resolver: IdentityResolver, scope: Scope) -> Identity:
+async def identify(resolver: IdentityResolver, scope: Scope, *, face: str = "api") -> Identity:
     """Resolve the caller of an HTTP request and remember it in `scope`; raises `AuthError`, `StoreError`.
 
     `IdentityMiddleware` calls this for whole faces; a REST endpoint whose neighbours have
@@ -85,7 +97,7 @@ async def identify(resolver: IdentityResolver, scope: Scope) -> Identity:
     identity = identity_in_scope(scope)
     if identity is not None:
         return identity
-    identity = await resolver.resolve(headers_in_scope(scope))
+    identity = await resolver.resolve(headers_in_scope(scope), face=face)
     scope.setdefault("state", {})[IDENTITY_SCOPE_KEY] = identity
     scope["user"] = _principal(identity)
     return identity

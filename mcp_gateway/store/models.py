@@ -216,3 +216,52 @@ class StoredCredential(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+class OAuthGrant(SQLModel, table=True):
+    """What a person allowed an MCP client through the gateway's OAuth server: one refresh-token family.
+
+    Revoking it (the person, an admin, or a reused refresh token) ends every token issued under it.
+    """
+
+    __tablename__ = "oauth_grant"
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    client_id: str
+    client_name: str | None = None
+    redirect_host: str | None = None
+    subject_kind: str
+    """vk | user | session"""
+    virtual_key_id: str | None = Field(default=None, index=True)
+    user_id: str | None = Field(default=None, index=True)
+    session_id: str | None = None
+    resource: str | None = None
+    scope: str | None = None
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    revoked_reason: str | None = None
+
+
+class OAuthCode(SQLModel, table=True):
+    """An authorization code (its SHA-256), single use, short-lived."""
+
+    __tablename__ = "oauth_code"
+
+    code_hash: str = Field(primary_key=True)
+    request: dict[str, Any] = Field(sa_type=JSON, nullable=False)
+    """What the token endpoint needs: client, redirect URI, PKCE challenge, resource, scope, subject."""
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    grant_id: str | None = None
+
+
+class OAuthRefreshToken(SQLModel, table=True):
+    """A refresh token (its SHA-256); used ones are kept until they expire, to detect reuse."""
+
+    __tablename__ = "oauth_refresh_token"
+
+    token_hash: str = Field(primary_key=True)
+    grant_id: str = Field(index=True)
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -40,6 +40,7 @@ from mcp_gateway.store.engine import create_engine, migrate, redact_url, resolve
 from mcp_gateway.store.errors import StoreUnavailable
 from mcp_gateway.store.llm_settings import LlmSettingStore
 from mcp_gateway.store.llm_usage import LlmUsageStore
+from mcp_gateway.store.oauth import OAuthStore
 from mcp_gateway.store.records import utc_now
 from mcp_gateway.store.upstreams import MirrorResult, UpstreamStore
 from mcp_gateway.store.users import UserStore
@@ -59,7 +60,9 @@ except ImportError:  # Windows: no flock; SQLite's own write lock still serialis
     fcntl = None
 
 
-class Store(UpstreamStore, UserStore, VirtualKeyStore, AuditStore, LlmUsageStore, LlmSettingStore, StoreBase):
+class Store(
+    UpstreamStore, UserStore, VirtualKeyStore, AuditStore, LlmUsageStore, LlmSettingStore, OAuthStore, StoreBase
+):
     """Upstreams, users, virtual keys with their tool grants, and the audit log.
 
     Raises `StoreError` (or a subclass) from every method when the database fails.

@@ -44,6 +44,8 @@ class CredentialKind(StrEnum):
     """An OAuth token set (access, refresh, expiry)."""
     OAUTH_CLIENT = "oauth_client"
     """The gateway's own client registration at an upstream's authorization server (owner "gateway")."""
+    SIGNING_KEY = "signing_key"
+    """The keys of the gateway's own OAuth server for `/mcp` (owner "gateway", upstream "mcpgw-oauth")."""
 
 
 _KINDS = frozenset(CredentialKind)
@@ -217,8 +219,13 @@ class Vault:
 async def list_credentials(
     store: Store, *, upstream: str | None = None, identity_key: str | None = None
 ) -> list[CredentialInfo]:
-    """Credentials' metadata; needs no master key, so `mcpgw creds list` works wherever the database is reachable."""
-    return [_info(row) for row in await rows.list_rows(store, upstream=upstream, identity_key=identity_key)]
+    """Credentials' metadata; needs no master key, so `mcpgw creds list` works wherever the database is reachable.
+
+    The gateway's own OAuth-server keys are not upstream credentials: they are left out (deleting
+    them would sign every MCP client out at the next restart).
+    """
+    listed = await rows.list_rows(store, upstream=upstream, identity_key=identity_key)
+    return [_info(row) for row in listed if row.kind != CredentialKind.SIGNING_KEY]
 
 
 async def delete_credentials(store: Store, identity_key: str, upstream: str, kind: str | None = None) -> int:

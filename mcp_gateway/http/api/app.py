@@ -20,6 +20,7 @@ from mcp_gateway.http.api.errors import ERRORS, install_error_handlers
 from mcp_gateway.http.api.keys import virtual_key_routes
 from mcp_gateway.http.api.llm import llm_routes
 from mcp_gateway.http.api.me import caller_routes
+from mcp_gateway.http.api.oauth import oauth_grant_routes
 from mcp_gateway.http.api.upstreams import upstream_routes
 from mcp_gateway.http.api.users import user_routes
 
@@ -49,6 +50,7 @@ def create_admin_api(gateway: Gateway, *, token: str | None, insecure: bool = Fa
     user_routes(gateway, router)
     admin_credential_routes(gateway, router)
     llm_routes(gateway, router)
+    oauth_grant_routes(gateway, router)
     api.include_router(router)
     api.include_router(caller_routes(gateway), responses=ERRORS)
     return api

@@ -1,0 +1,1 @@
+"""The gateway's own OAuth server for /mcp: metadata, registration, consent, and the SDK's token endpoints."""
