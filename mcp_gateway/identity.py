@@ -116,6 +116,20 @@ class JwtSettings(BaseModel):
     jwks_cache_seconds: float = 600
 
 
+class SsoSettings(BaseModel):
+    """Sign-in through the company's identity provider on the consent page (OpenID Connect, code + PKCE)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issuer: str = Field(description="The IdP's issuer URL; its /.well-known/openid-configuration is read.")
+    client_id: str
+    client_secret: str | None = Field(default=None, description="For confidential clients; ${VAR} allowed.")
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile"])
+    user_claim: str = Field(default="sub", description="The userinfo claim that becomes the mcpgw user id.")
+    email_claim: str = "email"
+    label: str = Field(default="your company account", description="Shown on the button: 'Sign in with …'.")
+
+
 class OAuthServerSettings(BaseModel):
     """The gateway as an OAuth 2.1 authorization server for its own `/mcp` (MCP hosts' "Authenticate")."""
 
@@ -127,6 +141,9 @@ class OAuthServerSettings(BaseModel):
         default=False,
         description="The consent page offers 'continue without an account': the client gets a token for a new "
         "anonymous session (sees only upstreams with allow_on_all_virtual_keys).",
+    )
+    sso: SsoSettings | None = Field(
+        default=None, description="Offer sign-in with the company's identity provider on the consent page."
     )
 
 

@@ -16,6 +16,7 @@ import secrets
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import anyio
@@ -29,6 +30,8 @@ from pydantic import AnyUrl
 
 from mcp_gateway.http.gateway import Gateway
 from tests.conftest import RunningGateway, lab, running_gateway, tool_names
+from tests.oauth.fixtures import authorization_server
+from tests.serving import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -368,3 +371,81 @@ async def test_people_and_admins_list_and_revoke_sign_ins_with_the_api_and_the_c
             while await list_status(http, bearer) != 401:
                 await anyio.sleep(0.2)
         assert await list_status(http, {"authorization": f"Bearer {tokens[0]['access_token']}"}) == 401
+
+
+async def follow_until_client(http: httpx2.AsyncClient, response: httpx2.Response) -> httpx2.Response:
+    """Follow redirects (gateway ⇄ IdP) until the one to the MCP client's redirect URI, which is not followed."""
+    while response.status_code in (302, 303, 307) and not response.headers["location"].startswith(REDIRECT):
+        response = await http.get(response.url.join(response.headers["location"]))
+    return response
+
+
+async def test_a_person_signs_in_with_the_company_identity_provider_and_gets_their_users_tools() -> None:
+    port = free_port()
+    async with authorization_server(metadata_at="both", scopes_supported=("openid", "email", "profile")) as idp:
+        sso_client = idp.add_client([f"http://127.0.0.1:{port}/oauth/sso/callback"], auth_method="none")
+        auth = {**AUTH, "oauth": {"sso": {"issuer": idp.issuer, "client_id": sso_client.client_id, "label": "Acme"}}}
+        async with (
+            running_gateway({"lab": lab()}, auth=auth, port=port) as gw,
+            httpx2.AsyncClient(base_url=gw.base_url) as http,
+        ):
+            assert gw.gateway.store is not None
+            await gw.gateway.store.upsert_user("alice")
+            await gw.gateway.store.set_user_mcp_configs("alice", {"lab": ["echo"]})
+            await gw.gateway.sync()
+            client_id = await register(http)
+            verifier, challenge = pkce()
+            params = {
+                "response_type": "code",
+                "client_id": client_id,
+                "redirect_uri": REDIRECT,
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+                "state": "s2",
+                "resource": gw.url,
+            }
+
+            async def sign_in(user: str) -> httpx2.Response:
+                async with httpx2.AsyncClient(timeout=30) as browser:
+                    page = await follow_until_client(
+                        browser, await browser.get(f"{gw.base_url}/authorize", params=params)
+                    )
+                    assert "Sign in with Acme" in page.text, page.text
+                    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+                    request = re.search(r'name="request" value="([^"]+)"', page.text)
+                    assert csrf and request
+                    form = {"csrf_token": csrf.group(1), "request": request.group(1), "method": "sso"}
+                    idp_page = await follow_until_client(browser, await browser.post(page.url, data=form))
+                    assert idp_page.status_code == 200 and "Authorize" in idp_page.text, idp_page.text
+                    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', idp_page.text))
+                    approved = await browser.post(
+                        idp_page.url.join("/authorize"), data={**fields, "user": user, "decision": "approve"}
+                    )
+                    return await follow_until_client(browser, approved)
+
+            done = await sign_in("alice")
+            assert done.status_code == 303, done.text
+            query = parse_qs(urlparse(done.headers["location"]).query)
+            assert query["state"] == ["s2"]
+            tokens = (await exchange(http, client_id, query["code"][0], verifier)).json()
+            async with oauth_session(gw, BearerAuth(tokens["access_token"])) as session:
+                assert tool_names(await session.list_tools()) == ["lab-echo"]  # alice's grants
+            [grant] = await gw.gateway.store.list_oauth_grants(user_id="alice")
+            assert grant.subject_kind == "user"
+            alice = await gw.gateway.store.get_user("alice")
+            assert alice is not None and alice.email == "alice@example.com"
+            # A user disabled on the gateway cannot sign in, and their tokens stop working.
+            await gw.gateway.store.set_user_active("alice", False)
+            await gw.gateway.sync()
+            refused = await sign_in("alice")
+            assert refused.status_code == 403 and "disabled" in refused.text
+            assert await list_status(http, {"authorization": f"Bearer {tokens['access_token']}"}) == 401
+
+
+class BearerAuth(httpx2.Auth):
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def auth_flow(self, request: httpx2.Request) -> Any:
+        request.headers["authorization"] = f"Bearer {self.token}"
+        yield request

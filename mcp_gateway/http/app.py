@@ -32,6 +32,7 @@ from mcp_gateway.http.identify import IdentityMiddleware
 from mcp_gateway.http.mcp_server import build_server
 from mcp_gateway.http.oauth.provider import GatewayOAuthProvider
 from mcp_gateway.http.oauth.routes import challenge, oauth_routes
+from mcp_gateway.http.oauth.sso import SsoClient
 from mcp_gateway.http.ratelimit import call_limits, limit_requests
 from mcp_gateway.http.request_context import RequestContextMiddleware
 from mcp_gateway.http.sdk_server import end_session
@@ -73,7 +74,12 @@ def create_gateway(
             Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"]),
             *operator_routes(gateway),
             *(
-                oauth_routes(oauth, gateway.caches.key, allow_anonymous=config.auth.oauth.allow_anonymous)
+                oauth_routes(
+                    oauth,
+                    gateway.caches.key,
+                    allow_anonymous=config.auth.oauth.allow_anonymous,
+                    sso=_sso_client(gateway, oauth),
+                )
                 if oauth is not None
                 else []
             ),
@@ -143,6 +149,18 @@ def _oauth_provider(gateway: Gateway) -> GatewayOAuthProvider | None:
         gateway.find_user_by_id,
         gateway.grant_revoked,
     )
+
+
+def _sso_client(gateway: Gateway, oauth: GatewayOAuthProvider) -> SsoClient | None:
+    """Sign-in with the company's IdP on the consent page, when `auth.oauth.sso` is configured."""
+    settings = gateway.config.auth.oauth.sso
+    if settings is None:
+        return None
+
+    async def sign_in(user_id: str, email: str | None) -> bool:
+        return (await gateway.running_store().upsert_user(user_id, email=email)).active
+
+    return SsoClient(settings, oauth, oauth.keys, sign_in)
 
 
 def _mcp_endpoint(gateway: Gateway, oauth: GatewayOAuthProvider | None) -> HostOriginGuard:

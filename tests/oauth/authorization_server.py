@@ -562,6 +562,7 @@ class MiniAuthorizationServer:
         }
         if self.allow_registration:
             document["registration_endpoint"] = self.endpoint("register")
+        document["userinfo_endpoint"] = self.endpoint("userinfo")
         for key, value in self.metadata_overrides.items():
             if value is None:
                 document.pop(key, None)
@@ -665,6 +666,7 @@ class MiniAuthorizationServer:
             Route(f"{p}/authorize", self._authorize, methods=["GET", "POST"]),
             Route(f"{p}/token", self._token, methods=["POST"]),
             Route(f"{p}/introspect", self._introspect, methods=["POST"]),
+            Route(f"{p}/userinfo", self._userinfo, methods=["GET"]),
         ]
         if self.allow_registration:
             routes.append(Route(f"{p}/register", self._register, methods=["POST"]))
@@ -673,6 +675,14 @@ class MiniAuthorizationServer:
         if self.metadata_at in ("openid", "both"):
             routes.append(Route(f"{p}/.well-known/openid-configuration", self._metadata, methods=["GET"]))
         return Starlette(routes=routes)
+
+    async def _userinfo(self, request: Request) -> Response:
+        """OpenID Connect userinfo: who an access token belongs to (this server's users have test emails)."""
+        token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        issued = self.tokens_by_access.get(token)
+        if issued is None or issued.access_revoked or time.time() > issued.issued_at + issued.expires_in:
+            return JSONResponse({"error": "invalid_token"}, status_code=401)
+        return JSONResponse({"sub": issued.user, "email": f"{issued.user}@example.com"})
 
     async def _metadata(self, request: Request) -> Response:
         return JSONResponse(self.metadata())

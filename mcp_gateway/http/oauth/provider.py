@@ -90,6 +90,8 @@ class GatewayOAuthProvider:
         """How users reach the gateway; None: each request's own scheme and host (issuer, resource)."""
         self._store = store
         self._keys = keys
+        self.keys = keys
+        """The gateway's token keys (raises `NotReady` while not running)."""
         self._key_by_id = key_by_id
         self._user_by_id = user_by_id
         self._revoked = revoked
@@ -212,7 +214,7 @@ class GatewayOAuthProvider:
             "client_id": client.client_id,
             "client_name": client.client_name,
             "redirect_host": urlparse(request["redirect_uri"]).netloc,
-            "subject_kind": next(iter(subject)),
+            "subject_kind": {"vk": "vk", "uid": "user", "sid": "session"}[next(iter(subject))],
             "virtual_key_id": subject.get("vk"),
             "user_id": subject.get("uid"),
             "session_id": subject.get("sid"),

@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from mcp_gateway.http.oauth.provider import SCOPE, GatewayOAuthProvider, redirect_uri_allowed
+from mcp_gateway.http.oauth.sso import CALLBACK_PATH, SsoClient, SsoError
 from mcp_gateway.http.web.pages import SECURITY_HEADERS, render_page, result_page
 from mcp_gateway.identity import VK_PREFIX, KeyGrant, hash_key
 from mcp_gateway.store.errors import StoreError
@@ -45,8 +46,12 @@ _MAX_REDIRECT_URIS = 10
 KeyLookup = Callable[[str], Awaitable[KeyGrant | None]]
 
 
-def oauth_routes(provider: GatewayOAuthProvider, lookup_key: KeyLookup, *, allow_anonymous: bool) -> list[BaseRoute]:
-    """Every OAuth route; `lookup_key` finds a virtual key by its hash (the identity layer's cache)."""
+def oauth_routes(
+    provider: GatewayOAuthProvider, lookup_key: KeyLookup, *, allow_anonymous: bool, sso: SsoClient | None = None
+) -> list[BaseRoute]:
+    """Every OAuth route; `lookup_key` finds a virtual key by its hash (the identity layer's cache);
+    `sso`: sign-in with the company's identity provider, offered on the consent page."""
+    page = ConsentPage(allow_anonymous, sso)
     # The SDK's handlers for /authorize, /token and /revoke; its metadata and /register are replaced
     # below (the metadata names the host each request came in on when no public URL is set).
     sdk_routes = create_auth_routes(
@@ -155,7 +160,7 @@ def oauth_routes(provider: GatewayOAuthProvider, lookup_key: KeyLookup, *, allow
             if auth_request is None:
                 return _stale()
             token = secrets.token_urlsafe(24)
-            response = _consent_page(request, sealed, auth_request, token, allow_anonymous, errors=[])
+            response = page.render(request, sealed, auth_request, token, errors=[])
             response.set_cookie(
                 CSRF_COOKIE,
                 token,
@@ -181,13 +186,18 @@ def oauth_routes(provider: GatewayOAuthProvider, lookup_key: KeyLookup, *, allow
                 status_code=403,
             )
         method = form.get("method")
+        if method == "sso" and sso is not None:
+            try:
+                return await sso.start(sealed, str(request.base_url))
+            except SsoError as exc:
+                return page.render(request, sealed, auth_request, sent, errors=[str(exc)], status=502)
         if method == "anonymous" and allow_anonymous:
             subject = {"sid": "oauth-" + secrets.token_hex(12)}
         else:
             key = str(form.get("virtual_key", "")).strip()
             problem, grant = await _check_key(lookup_key, key)
             if grant is None:
-                return _consent_page(request, sealed, auth_request, sent, allow_anonymous, errors=[problem], status=400)
+                return page.render(request, sealed, auth_request, sent, errors=[problem], status=400)
             subject = {"vk": grant.id}
         try:
             location = await provider.issue_code(auth_request, subject, str(request.base_url))
@@ -208,6 +218,7 @@ def oauth_routes(provider: GatewayOAuthProvider, lookup_key: KeyLookup, *, allow
         Route("/register", register, methods=["POST"]),
         Route("/revoke", revoke, methods=["POST"]),
         Route("/oauth/consent", consent, methods=["GET", "POST"]),
+        *([Route(CALLBACK_PATH, sso.callback, methods=["GET"])] if sso is not None else []),
     ]
 
 
@@ -224,36 +235,47 @@ async def _check_key(lookup_key: KeyLookup, key: str) -> tuple[str, KeyGrant | N
     return "", grant
 
 
-def _consent_page(
-    request: Request,
-    sealed: str,
-    auth_request: dict[str, Any],
-    csrf: str,
-    allow_anonymous: bool,
-    *,
-    errors: list[str],
-    status: int = 200,
-) -> Response:
-    redirect = urlparse(auth_request["redirect_uri"])
-    response = render_page(
-        "oauth_consent.html",
-        status_code=status,
-        title="Sign in",
-        client_name=auth_request.get("client_name") or "An MCP client",
-        redirect_host=redirect.netloc or redirect.scheme,
-        request=sealed,
-        csrf_field=CSRF_FIELD,
-        csrf_token=csrf,
-        action=str(request.url.path),
-        allow_anonymous=allow_anonymous,
-        errors=errors,
-    )
-    # The form's answer is a redirect to the client: CSP form-action must allow that origin too.
-    target = f"{redirect.scheme}://{redirect.hostname}:*" if redirect.hostname else f"{redirect.scheme}:"
-    response.headers["Content-Security-Policy"] = SECURITY_HEADERS["Content-Security-Policy"].replace(
-        "form-action 'self'", f"form-action 'self' {target}"
-    )
-    return response
+class ConsentPage:
+    """The consent page: who is asking, and the ways this gateway offers to prove who you are."""
+
+    def __init__(self, allow_anonymous: bool, sso: SsoClient | None) -> None:
+        self.allow_anonymous = allow_anonymous
+        self.sso = sso
+
+    def render(
+        self,
+        request: Request,
+        sealed: str,
+        auth_request: dict[str, Any],
+        csrf: str,
+        *,
+        errors: list[str],
+        status: int = 200,
+    ) -> Response:
+        redirect = urlparse(auth_request["redirect_uri"])
+        response = render_page(
+            "oauth_consent.html",
+            status_code=status,
+            title="Sign in",
+            client_name=auth_request.get("client_name") or "An MCP client",
+            redirect_host=redirect.netloc or redirect.scheme,
+            request=sealed,
+            csrf_field=CSRF_FIELD,
+            csrf_token=csrf,
+            action=str(request.url.path),
+            allow_anonymous=self.allow_anonymous,
+            sso_label=self.sso.settings.label if self.sso is not None else None,
+            errors=errors,
+        )
+        # The form's answer is a redirect (to the client, or to the IdP): CSP form-action must allow it.
+        targets = [f"{redirect.scheme}://{redirect.hostname}:*" if redirect.hostname else f"{redirect.scheme}:"]
+        if self.sso is not None:
+            idp = urlparse(self.sso.settings.issuer)
+            targets.append(f"{idp.scheme}://{idp.netloc}")
+        response.headers["Content-Security-Policy"] = SECURITY_HEADERS["Content-Security-Policy"].replace(
+            "form-action 'self'", "form-action 'self' " + " ".join(targets)
+        )
+        return response
 
 
 def _metadata(body: dict[str, Any]) -> Response:
