@@ -56,6 +56,10 @@ _SECRET_TEXT = (
 )
 
 
+CHATTY_LIBRARIES = ("httpx", "httpx2", "httpcore", "httpcore2")
+"""Loggers that write one line per HTTP request at info; quiet unless the gateway logs at debug."""
+
+
 def _is_secret_key(key: str) -> bool:
     name = key.lower().replace("-", "_")
     return name in _SECRET_KEYS or name.endswith(_SECRET_SUFFIXES)
@@ -148,6 +152,10 @@ def configure_logging(level: str = "info", fmt: LogFormat = "console", stream: T
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # HTTP client libraries log every request at info ("HTTP Request: POST …": one line per upstream
+    # call); per-call detail belongs in the audit trail and metrics, so they speak up only on debug.
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)
     structlog.configure(
         processors=[structlog.stdlib.filter_by_level, *shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

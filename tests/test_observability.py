@@ -130,6 +130,32 @@ async def test_each_request_has_an_id_in_its_log_lines_and_response(json_logs: i
     assert any(line["logger"].startswith("mcp.") for line in tagged), [line["message"] for line in tagged][:20]
 
 
+@pytest.mark.parametrize("level", ["info", "debug"])
+async def test_upstream_http_calls_are_not_logged_one_line_each_unless_debugging(level: str) -> None:
+    """At the default level the HTTP client libraries stay quiet (4,210 lines for 4,200 calls before)."""
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = root.level
+    handler = configure_logging(level, "json", stream=stream)
+    try:
+        async with (
+            upstream_process(LAB_SERVER, "http") as url,
+            running_gateway({"lab": {"transport": "http", "url": url}}) as gw,
+            mcp_client(gw.url) as client,
+        ):
+            for _ in range(5):
+                assert text_of(await client.call_tool("lab-echo", {"text": "hi"})) == "hi"
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved)
+        structlog.reset_defaults()
+    requests = [line for line in log_lines(stream) if line["message"].startswith("HTTP Request:")]
+    if level == "info":
+        assert requests == []
+    else:
+        assert len(requests) >= 5  # the same calls, logged when debugging
+
+
 async def test_credentials_never_reach_the_logs(json_logs: io.StringIO) -> None:
     bearer = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0." + secrets.token_urlsafe(32)
     in_arguments = "sk-mcpgw-" + secrets.token_urlsafe(32)
