@@ -63,20 +63,22 @@ def client_tool_keys(names: Iterable[str]) -> frozenset[str]:
         key = normalised(name)
         keys.add(key)
         if name.startswith("mcp__"):
-            rest = key[5:]
             # `mcp__<server>__<tool>`: the tool is what follows any later `__` (the server may hold `_`).
-            start = rest.find("__")
-            while start != -1:
-                keys.add(rest[start + 2 :])
-                start = rest.find("__", start + 1)
+            keys.update(_suffixes(key[5:], "__"))
         elif name.startswith("mcp_"):
-            rest = key[4:]
-            start = rest.find("_")
-            while start != -1:
-                keys.add(rest[start + 1 :])
-                start = rest.find("_", start + 1)
+            keys.update(_suffixes(key[4:], "_"))
     keys.discard("")
     return frozenset(keys)
+
+
+def _suffixes(text: str, separator: str) -> list[str]:
+    """What follows each `separator` in `text`: the candidate tool names of a prefixed client name."""
+    found: list[str] = []
+    start = text.find(separator)
+    while start != -1:
+        found.append(text[start + len(separator) :])
+        start = text.find(separator, start + 1)
+    return found
 
 
 def deferred_tool_names(texts: Iterable[str]) -> list[str]:
