@@ -21,8 +21,31 @@ def loads(data: bytes | str) -> Any:
     return pydantic_core.from_json(data)
 
 
+class EncodedList(list[Any]):
+    """A list that carries its own JSON encoding, made once (the injected tool definitions of a view).
+
+    `dumps` splices `encoded` in place of encoding the items again; code that reads the list (the
+    translators, the agent loop) sees an ordinary list. Never mutate one: the encoding would be stale.
+    """
+
+    __slots__ = ("encoded",)
+
+    def __init__(self, items: list[Any], encoded: bytes) -> None:
+        super().__init__(items)
+        self.encoded = encoded
+
+
 def dumps(value: Any) -> bytes:
-    """Compact JSON, UTF-8, non-ASCII kept (as the providers send it)."""
+    """Compact JSON, UTF-8, non-ASCII kept (as the providers send it).
+
+    A request body whose `tools` is an `EncodedList` is written with that list's bytes spliced in
+    (it goes last in the object; key order means nothing in JSON).
+    """
+    if type(value) is dict:
+        tools = value.get("tools")
+        if type(tools) is EncodedList:
+            head = pydantic_core.to_json({k: v for k, v in value.items() if k != "tools"})
+            return head[:-1] + (b',"tools":' if len(head) > 2 else b'"tools":') + tools.encoded + b"}"
     return pydantic_core.to_json(value)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from llm_gateway.tools.names import ProviderNames, client_tool_keys, deferred_tool_names, normalised
+from llm_gateway.wire import EncodedList, dumps
 
 VALID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 
@@ -35,3 +37,14 @@ def test_client_names_of_each_host_stand_for_the_gateway_tool() -> None:
 def test_deferred_tools_are_found_in_claude_codes_system_text() -> None:
     text = "You can load these with ToolSearch:\n- mcp__gw__lab-echo: Return text\n- mcp__my.server__x"
     assert deferred_tool_names([text]) == ["mcp__gw__lab-echo", "mcp__my"]
+
+
+def test_a_body_with_an_encoded_tool_list_is_written_with_those_bytes_and_reads_back_the_same() -> None:
+    tools = [{"name": "a", "input_schema": {"type": "object"}}, {"name": "b", "description": "é"}]
+    encoded = EncodedList(tools, json.dumps(tools, ensure_ascii=False, separators=(",", ":")).encode())
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": encoded}
+    written = dumps(body)
+    assert written.endswith(b',"tools":' + encoded.encoded + b"}")
+    assert json.loads(written) == {**body, "tools": tools}
+    assert json.loads(dumps({"tools": encoded})) == {"tools": tools}  # nothing else in the object
+    assert json.loads(dumps({**body, "tools": list(tools)})) == json.loads(written)  # a plain list: the same JSON

@@ -22,6 +22,7 @@ import mcp_types as types
 
 from llm_gateway.errors import Api
 from llm_gateway.tools.names import ProviderNames, client_tool_keys, deferred_tool_names, normalised
+from llm_gateway.wire import EncodedList, dumps
 from mcp_gateway.channel import ClientChannel
 from mcp_gateway.config_llm import KeyLlmPolicy, LlmSettings
 from mcp_gateway.identity import Identity
@@ -67,6 +68,14 @@ class ViewTools:
         self.names = ProviderNames([tool.name for tool in view.tools])
         self.keys = tuple(normalised(tool.name) for tool in view.tools)
         self._definitions: dict[Api, tuple[dict[str, Any], ...]] = {}
+        self._encoded: dict[Api, bytes] = {}
+
+    def encoded(self, api: Api) -> bytes:
+        """All definitions of the view as JSON array items (no brackets), made once per format."""
+        found = self._encoded.get(api)
+        if found is None:
+            found = self._encoded[api] = dumps(list(self.definitions(api)))[1:-1]
+        return found
 
     def definitions(self, api: Api) -> tuple[dict[str, Any], ...]:
         found = self._definitions.get(api)
@@ -163,8 +172,12 @@ class Injector:
         if not added:
             return None
         patterns = policy.tools_to_auto_execute if policy is not None else None
+        # The common case (nothing deduped) reuses the view's encoded definitions instead of encoding
+        # ~100 tool schemas again for every request.
+        items = tools.encoded(api) if len(added) == len(definitions) else dumps(added)[1:-1]
+        encoded = b"[" + (dumps(client_list)[1:-1] + b"," if client_list else b"") + items + b"]"
         return Injection(
-            body={**body, "tools": [*client_list, *added]},
+            body={**body, "tools": EncodedList([*client_list, *added], encoded)},
             tools=tools,
             injected=frozenset(injected),
             auto_patterns=tuple(patterns) if patterns is not None else None,
