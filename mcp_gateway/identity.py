@@ -284,7 +284,7 @@ class IdentityResolver:
         mode = self.settings.mcp_auth if face == "mcp" else "headers"
 
         issued = self._issued() if self._issued is not None and mode != "headers" else None
-        if bearer and issued is not None and issued.is_ours(bearer):
+        if bearer and issued is not None and not bearer.startswith(VK_PREFIX) and issued.is_ours(bearer):
             return await self._from_issued(issued, bearer, headers, narrowing)
         key = headers.get(VK_HEADER) or (bearer if bearer.startswith(VK_PREFIX) else "") or headers.get(API_KEY_HEADER)
         if key and mode == "oauth":
