@@ -530,7 +530,18 @@ def expand_environment(
                 }
             )
     llm = expand_llm_environment(config.llm, environ, source=source, locate=locate)
-    return config.model_copy(update={"upstreams": expanded, "llm": llm})
+    settings = config.auth
+    sso = settings.oauth.sso
+    if sso is not None:
+        # The IdP's client secret (and, for symmetry, its issuer and client id) may come from the environment.
+        fields = {
+            field: _expand(value, environ, source, ("auth", "oauth", "sso", field), locate)
+            for field in ("issuer", "client_id", "client_secret")
+            if isinstance(value := getattr(sso, field), str)
+        }
+        oauth = settings.oauth.model_copy(update={"sso": sso.model_copy(update=fields)})
+        settings = settings.model_copy(update={"oauth": oauth})
+    return config.model_copy(update={"upstreams": expanded, "llm": llm, "auth": settings})
 
 
 def expand_llm_environment(

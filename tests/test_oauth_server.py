@@ -449,3 +449,15 @@ class BearerAuth(httpx2.Auth):
     def auth_flow(self, request: httpx2.Request) -> Any:
         request.headers["authorization"] = f"Bearer {self.token}"
         yield request
+
+
+def test_the_sso_client_secret_comes_from_the_environment() -> None:
+    from mcp_gateway.config import GatewayConfig, expand_environment
+    from mcp_gateway.errors import ConfigError
+
+    sso = {"issuer": "https://idp.example", "client_id": "mcpgw", "client_secret": "${SSO_SECRET}"}
+    config = GatewayConfig.model_validate({"auth": {"oauth": {"sso": sso}}})
+    expanded = expand_environment(config, {"SSO_SECRET": "s3cr3t"}, source="gateway.yaml")
+    assert expanded.auth.oauth.sso is not None and expanded.auth.oauth.sso.client_secret == "s3cr3t"
+    with pytest.raises(ConfigError, match=r"auth\.oauth\.sso\.client_secret: environment variable SSO_SECRET"):
+        expand_environment(config, {}, source="gateway.yaml")
