@@ -280,6 +280,10 @@ async def test_streamed_anthropic_answer_is_one_well_formed_message_across_round
         assert kinds[0] == "message_start" and kinds[-2:] == ["message_delta", "message_stop"]
         assert kinds.count("message_start") == 1 and kinds.count("message_stop") == 1
         assert "ping" in kinds  # keep-alives while the tool ran
+        # The next round's history holds the model's whole turn: its text (relayed unparsed) and its call.
+        turn = tl.anthropic_mock.requests[-1].body["messages"][-2]
+        assert turn["content"][0] == {"type": "text", "text": "Let me wait."}
+        assert turn["content"][1]["type"] == "tool_use" and turn["content"][1]["input"] == {"seconds": 0.4}
         starts = [d for n, d in events if n == "content_block_start"]
         assert [s["index"] for s in starts] == [0, 1]  # consecutive across rounds
         assert all(s["content_block"]["type"] == "text" for s in starts)  # the gateway's tool call is not shown

@@ -85,12 +85,18 @@ class AnthropicStitcher(Stitcher):
         self._round_usage: dict[str, int] = {}
         self._delta: dict[str, Any] | None = None
         self._blocks: dict[int, dict[str, Any]] = {}
+        self._unread: list[str] = []
+        """Deltas relayed without being parsed (the hot case: text of the first round); read only if needed."""
 
     def begin_round(self) -> None:
         super().begin_round()
-        self._index, self._round_usage, self._delta, self._blocks = {}, {}, None, {}
+        self._index, self._round_usage, self._delta, self._blocks, self._unread = {}, {}, None, {}, []
 
     def turn(self) -> dict[str, Any]:
+        for data in self._unread:
+            parsed = loads(data)
+            _apply_delta(self._blocks.setdefault(parsed.get("index", 0), {}), parsed.get("delta") or {})
+        self._unread = []
         content: list[dict[str, Any]] = []
         for index, block in sorted(self._blocks.items()):
             held = self.calls.get(index)
@@ -102,6 +108,10 @@ class AnthropicStitcher(Stitcher):
         return {"role": "assistant", "content": content}
 
     def feed(self, event: SseEvent) -> list[bytes]:
+        if event.event == "content_block_delta" and self.round == 1 and not self.calls:
+            # Nothing held and nothing renumbered yet: the event goes out as it came, unparsed.
+            self._unread.append(event.data)
+            return [_raw(event)]
         data = loads(event.data) if event.data else {}
         kind = data.get("type") if isinstance(data, dict) else None
         if kind == "message_start":
