@@ -38,8 +38,14 @@ check: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check mcp_gateway llm_gateway tests examples benchmarks
 	$(BIN)/mypy
 
+# The relay, aggregation, governance and fault tests run a second time with the /mcp fast path
+# switched off, so the SDK path every unusual call takes stays tested too.
+SLOW_PATH_TESTS = tests/test_relay.py tests/test_aggregation.py tests/test_governance.py tests/test_answers.py \
+	tests/test_faults.py tests/test_http_surface.py tests/test_direct_http.py tests/test_calls.py
+
 pytest: $(VENV)/.installed-dev npm-peers browser
 	$(BIN)/pytest
+	MCPGW_FAST_PATH=off $(BIN)/pytest -q -p no:cacheprovider $(SLOW_PATH_TESTS)
 
 test: check pytest
 

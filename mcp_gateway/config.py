@@ -248,6 +248,11 @@ class ServerSettings(_Strict):
         description="How users reach the gateway (e.g. https://mcpgw.example.com), for credential links and the "
         "OAuth callback; default: the scheme and host each request came in on.",
     )
+    fast_tool_calls: bool = Field(
+        default=True,
+        description="Answer plain tools/call requests without the SDK's per-message server machinery (see "
+        "docs/architecture.md); false (or MCPGW_FAST_PATH=off) sends every call through the SDK.",
+    )
     credential_wait_seconds: float = Field(
         default=120.0,
         ge=0,

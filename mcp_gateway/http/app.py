@@ -9,13 +9,14 @@ face lives in its own module and the runtime state they share in `http/gateway.p
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp
 
 from llm_gateway.http_common import anthropic_refusal, openai_refusal
 from llm_gateway.routes import llm_routes
@@ -25,15 +26,16 @@ from mcp_gateway.errors import NotReady
 from mcp_gateway.http.answers import AnswerAsJson
 from mcp_gateway.http.api.app import create_admin_api
 from mcp_gateway.http.consent import credential_routes
+from mcp_gateway.http.fast_calls import FastCalls
 from mcp_gateway.http.gateway import Gateway, resolve_database_url
-from mcp_gateway.http.guards import EnvelopeGuard, HostOriginGuard, is_loopback, transport_security
+from mcp_gateway.http.guards import BrowserCors, EnvelopeGuard, HostOriginGuard, is_loopback, transport_security
 from mcp_gateway.http.health import operator_routes
 from mcp_gateway.http.identify import IdentityMiddleware
 from mcp_gateway.http.mcp_server import build_server
 from mcp_gateway.http.oauth.provider import GatewayOAuthProvider
 from mcp_gateway.http.oauth.routes import challenge, oauth_routes
 from mcp_gateway.http.oauth.sso import SsoClient
-from mcp_gateway.http.ratelimit import call_limits, limit_requests
+from mcp_gateway.http.ratelimit import ConcurrentCalls, limit_requests
 from mcp_gateway.http.request_context import RequestContextMiddleware
 from mcp_gateway.http.sdk_server import end_session
 from mcp_gateway.oauth_server.tokens import TokenKeys
@@ -55,9 +57,10 @@ def create_gateway(
     `supervisor` runs the background tasks; tests pass one with a short restart backoff.
     """
     gateway = Gateway(config, database_url=database_url, supervisor=supervisor or Supervisor())
-    gateway.sessions = _mcp_sessions(gateway)
+    limiter = ConcurrentCalls(config.limits.concurrent_calls) if config.limits.concurrent_calls is not None else None
+    gateway.sessions = _mcp_sessions(gateway, limiter)
     oauth = _oauth_provider(gateway)
-    mcp_endpoint = _mcp_endpoint(gateway, oauth)
+    mcp_endpoint = _mcp_endpoint(gateway, oauth, limiter)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -95,7 +98,7 @@ def create_gateway(
             # Outermost: every log line of a request carries its id, and every response is counted.
             Middleware(RequestContextMiddleware, metrics=gateway.metrics),
             Middleware(
-                CORSMiddleware,
+                BrowserCors,
                 allow_origins=config.cors.allowed_origins,
                 allow_methods=["GET", "POST", "DELETE", "PUT", "OPTIONS"],
                 allow_headers=config.cors.allowed_headers,
@@ -107,11 +110,12 @@ def create_gateway(
     return gateway
 
 
-def _mcp_sessions(gateway: Gateway) -> StreamableHTTPSessionManager:
+def _mcp_sessions(gateway: Gateway, limiter: ConcurrentCalls | None) -> StreamableHTTPSessionManager:
     """The MCP server over the gateway's state, in the SDK's streamable-HTTP session manager."""
 
     async def end_client_session(session_id: str) -> None:
         await end_session(gateway.sessions, session_id)
+        gateway.facts.forget(session_id)
 
     server = build_server(
         gateway.manager,
@@ -121,7 +125,8 @@ def _mcp_sessions(gateway: Gateway) -> StreamableHTTPSessionManager:
         gateway.refresh_identity,
         end_session=end_client_session,
     )
-    server.middleware.extend(call_limits(gateway.config.limits))
+    if limiter is not None:
+        server.middleware.append(limiter)
     # Host/Origin are checked once, by HostOriginGuard in front of /mcp (before identity and rate
     # limits); handing the same settings to the SDK as well would check every request twice.
     return StreamableHTTPSessionManager(
@@ -163,12 +168,20 @@ def _sso_client(gateway: Gateway, oauth: GatewayOAuthProvider) -> SsoClient | No
     return SsoClient(settings, oauth, oauth.keys, sign_in)
 
 
-def _mcp_endpoint(gateway: Gateway, oauth: GatewayOAuthProvider | None) -> HostOriginGuard:
+def _mcp_endpoint(
+    gateway: Gateway, oauth: GatewayOAuthProvider | None, limiter: ConcurrentCalls | None
+) -> HostOriginGuard:
     """`/mcp`, outermost first: Host/Origin (421/403), the caller (401, saying where to sign in), the
     caller's request rate (429, before the body is read), the body (413, JSON-RPC parse/envelope
-    errors); then the SDK."""
+    errors); plain tools/call answered by the fast path; then the SDK."""
     config = gateway.config
-    guarded = EnvelopeGuard(AnswerAsJson(StreamableHTTPASGIApp(gateway.sessions)), config.server.max_body_bytes)
+    sdk: ASGIApp = gateway.facts.record(AnswerAsJson(StreamableHTTPASGIApp(gateway.sessions)))
+    if config.server.fast_tool_calls and os.environ.get("MCPGW_FAST_PATH", "on").lower() not in ("off", "0", "false"):
+        gateway.fast = FastCalls(
+            sdk, sessions=gateway.sessions, facts=gateway.facts, tools=gateway.tools, limiter=limiter
+        )
+        sdk = gateway.fast
+    guarded = EnvelopeGuard(sdk, config.server.max_body_bytes)
     identified = IdentityMiddleware(
         limit_requests(guarded, config.limits),
         gateway.resolver,

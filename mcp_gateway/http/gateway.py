@@ -46,6 +46,7 @@ from mcp_gateway.credentials.broker import SHARED_PRINCIPAL, CredentialBroker
 from mcp_gateway.credentials.flows import FlowRegistry
 from mcp_gateway.errors import ConfigError, Conflict, CredentialRequired, NotReady, UpstreamError
 from mcp_gateway.http.clients import ClientConnections
+from mcp_gateway.http.fast_calls import FastCalls, SessionFacts
 from mcp_gateway.identity import (
     Identity,
     IdentityMode,
@@ -93,6 +94,8 @@ class Gateway:
 
     sessions: StreamableHTTPSessionManager
     """The SDK's session manager behind `/mcp` (set by the assembly: it needs the MCP server)."""
+    fast: FastCalls | None = None
+    """The `/mcp` fast path for plain tools/call (None when switched off)."""
     app: Starlette
 
     def __init__(self, config: GatewayConfig, *, database_url: str | None, supervisor: Supervisor) -> None:
@@ -109,6 +112,8 @@ class Gateway:
 
         self.manager = UpstreamManager(config.model_copy(update={"upstreams": {}}), supervisor=supervisor)
         self.clients = ClientConnections(checkpoint=supervisor.checkpoint)
+        self.facts = SessionFacts()
+        """What the fast path must know of each MCP session (the client's capabilities)."""
         self.policy = Policy(config.server.name_separator, lambda: self.manager.globals)
         self.caches = KeyCaches(self._find_key, self._find_user, self._find_key_by_id)
         jwt = JwtVerifier(config.auth.jwt) if config.auth.jwt else None

@@ -31,11 +31,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import pydantic_core
-from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import INVALID_REQUEST, PARSE_ERROR
 from mcp_types.version import SUPPORTED_PROTOCOL_VERSIONS
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_gateway.config import ServerSettings
@@ -46,6 +46,8 @@ _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 _JSON = "application/json"
 _VERSIONS = frozenset(SUPPORTED_PROTOCOL_VERSIONS)
 JSONRPC_METHOD_KEY = "mcpgw.jsonrpc_method"
+JSONRPC_MESSAGE_KEY = "mcpgw.jsonrpc_message"
+"""The decoded JSON-RPC message of a POST, left in `scope["state"]` for the fast path (`http/fast_calls.py`)."""
 """Where `EnvelopeGuard` leaves the `method` of a POSTed JSON-RPC message in the ASGI scope's state."""
 
 
@@ -72,14 +74,29 @@ class HostOriginGuard:
     def __init__(self, app: ASGIApp, settings: TransportSecuritySettings) -> None:
         self.app = app
         self.enabled = settings.enable_dns_rebinding_protection
-        self._check = TransportSecurityMiddleware(settings)
+        self._hosts = frozenset(settings.allowed_hosts)
+        self._host_prefixes = tuple(h[:-1] for h in settings.allowed_hosts if h.endswith(":*"))
+        self._origins = frozenset(settings.allowed_origins)
+        self._origin_prefixes = tuple(o[:-1] for o in settings.allowed_origins if o.endswith(":*"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The SDK's DNS-rebinding rules (exact names, or `name:*` for any port), read straight off the raw
+        headers: this runs on every `/mcp` request, and building a `Request` to read two headers cost more
+        than the check itself."""
         if self.enabled and scope["type"] == "http":
-            # is_post=False: only Host and Origin here; Content-Type is the transport's business.
-            refusal = await self._check.validate_request(Request(scope), is_post=False)
-            if refusal is not None:
-                await refusal(scope, receive, send)
+            host = origin = None
+            for name, value in scope["headers"]:
+                if name == b"host":
+                    host = value.decode("latin-1")
+                elif name == b"origin":
+                    origin = value.decode("latin-1")
+            if not host or not (host in self._hosts or host.startswith(self._host_prefixes)):
+                logger.warning("refused a request with Host %r", host)
+                await Response("Invalid Host header", status_code=421)(scope, receive, send)
+                return
+            if origin and not (origin in self._origins or origin.startswith(self._origin_prefixes)):
+                logger.warning("refused a request with Origin %r", origin)
+                await Response("Invalid Origin header", status_code=403)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -144,7 +161,9 @@ class EnvelopeGuard:
             return
         if isinstance(decoded, dict):
             # For the layers behind (`answers.AnswerAsJson`), so they need not parse the body again.
-            scope.setdefault("state", {})[JSONRPC_METHOD_KEY] = decoded.get("method")
+            state = scope.setdefault("state", {})
+            state[JSONRPC_METHOD_KEY] = decoded.get("method")
+            state[JSONRPC_MESSAGE_KEY] = decoded
 
         replayed = False
 
@@ -237,3 +256,21 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+class BrowserCors:
+    """Starlette's CORS middleware, consulted only for requests that carry an `Origin` (browsers).
+
+    For any other request it does nothing but call the app, after parsing the headers to find that
+    out; skipping it there saves that on every MCP and model request.
+    """
+
+    def __init__(self, app: ASGIApp, /, **options: Any) -> None:
+        self.app = app
+        self.cors = CORSMiddleware(app, **options)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and any(name == b"origin" for name, _ in scope["headers"]):
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)

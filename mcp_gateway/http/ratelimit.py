@@ -128,6 +128,21 @@ class ConcurrentCalls(ServerMiddleware[Any]):
     def running(self, caller: str) -> int:
         return self._running.get(caller, 0)
 
+    def enter(self, caller: str) -> bool:
+        """Take a slot for `caller` (the fast path); False when all are taken (then the full path refuses)."""
+        running = self._running.get(caller, 0)
+        if running >= self.limit:
+            return False
+        self._running[caller] = running + 1
+        return True
+
+    def leave(self, caller: str) -> None:
+        left = self._running[caller] - 1
+        if left:
+            self._running[caller] = left
+        else:
+            del self._running[caller]
+
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         if ctx.method != "tools/call":
             return await call_next(ctx)
@@ -144,11 +159,7 @@ class ConcurrentCalls(ServerMiddleware[Any]):
         try:
             return await call_next(ctx)
         finally:
-            left = self._running[caller] - 1
-            if left:
-                self._running[caller] = left
-            else:
-                del self._running[caller]
+            self.leave(caller)
 
 
 def limit_requests(app: ASGIApp, settings: LimitsSettings) -> ASGIApp:
@@ -156,8 +167,3 @@ def limit_requests(app: ASGIApp, settings: LimitsSettings) -> ASGIApp:
     if settings.requests_per_minute is None:
         return app
     return RequestRateMiddleware(app, RequestRate(settings.requests_per_minute))
-
-
-def call_limits(settings: LimitsSettings) -> list[ServerMiddleware[Any]]:
-    """The SDK server middleware that enforces `settings` (for `Server.middleware`)."""
-    return [ConcurrentCalls(settings.concurrent_calls)] if settings.concurrent_calls is not None else []

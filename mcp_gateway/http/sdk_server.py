@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, authorization_context
 from mcp.server.connection import Connection
 from mcp.server.session import ServerSession
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -45,6 +46,19 @@ async def end_session(sessions: StreamableHTTPSessionManager, session_id: str) -
         return False
     await sessions._discard_session(session_id, transport)
     return True
+
+
+def session_open_for(sessions: StreamableHTTPSessionManager, session_id: str, user: object) -> bool:
+    """Whether `session_id` is an open session that the ASGI `user` may use (the SDK's own ownership test)."""
+    if session_id not in _instances(sessions):
+        return False
+    owners = getattr(sessions, "_session_owners", None)
+    if not isinstance(owners, dict):
+        raise SdkInternalsChanged(
+            "StreamableHTTPSessionManager._session_owners is gone: update mcp_gateway/http/sdk_server.py"
+        )
+    requestor = authorization_context(user) if isinstance(user, AuthenticatedUser) else None
+    return bool(requestor == owners.get(session_id))
 
 
 def open_sessions(sessions: StreamableHTTPSessionManager) -> int:

@@ -1,0 +1,304 @@
+"""`tools/call` without the SDK's per-message server machinery, for the common case.
+
+Through the SDK a call passes the session manager, the streamable-HTTP transport (memory
+streams, a task per message), the server runner's request validation and middleware chain, and
+an SSE response that `answers.AnswerAsJson` turns back into JSON — most of the gateway's CPU per
+call (see `benchmarks/proxy_overhead.py`). `FastCalls` answers the call itself when that is
+plainly equivalent, and hands everything else to the SDK untouched:
+
+- a POST whose body (decoded once, by `guards.EnvelopeGuard`) is one `tools/call` request
+  without `_meta` (no progress token to honour);
+- on an open session of this caller (the SDK's own ownership test) that speaks a handshake-era
+  protocol version (its `mcp-protocol-version` header), whose client declared neither sampling,
+  elicitation nor roots (so nothing the upstream could ask during the call would reach that
+  client on the full path either: here it is refused the same way);
+- with a free slot under `limits.concurrent_calls` (otherwise the SDK path answers the refusal).
+
+The call itself goes through the same pipeline as ever (`caller_tools.CallerTools.call`: policy,
+tool modes, per-user credentials, failover, one audit record), and the result is shaped exactly
+as the SDK shapes it for that protocol version (`serialize_server_result`), so the bytes the
+client gets are the same either way. A log message the upstream sends before its answer turns
+the answer into an SSE stream (as on the SDK path). `MCPGW_FAST_PATH=off` (or
+`server.fast_tool_calls: false`) sends every call through the SDK, which the test suite also runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import anyio
+import mcp_types as types
+import pydantic_core
+from mcp import MCPError
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.shared.exceptions import NoBackChannelError
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
+from mcp_types import methods as _methods
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mcp_gateway.caller_tools import CallerTools
+from mcp_gateway.errors import UnknownTool
+from mcp_gateway.http.guards import JSONRPC_MESSAGE_KEY
+from mcp_gateway.http.ratelimit import ConcurrentCalls
+from mcp_gateway.http.sdk_server import session_open_for
+from mcp_gateway.identity import identity_in_scope
+
+logger = logging.getLogger(__name__)
+_R = TypeVar("_R")
+
+SESSION_HEADER = b"mcp-session-id"
+VERSION_HEADER = b"mcp-protocol-version"
+_BACK_CHANNEL_CAPABILITIES = ("sampling", "elicitation", "roots")
+_VERSIONS = frozenset(HANDSHAKE_PROTOCOL_VERSIONS)
+_MAX_SESSIONS_REMEMBERED = 100_000
+
+
+class SessionFacts:
+    """What the SDK keeps private about each session that the fast path needs: the client's capabilities.
+
+    Recorded from the `initialize` request as it passes (`record`), keyed by the session id the SDK
+    answers with; forgotten when the session ends.
+    """
+
+    def __init__(self) -> None:
+        self._capabilities: dict[str, Mapping[str, Any]] = {}
+
+    def record(self, app: ASGIApp) -> ASGIApp:
+        """`app` with initialize requests watched for the client's capabilities and its new session id."""
+
+        async def watched(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http" and scope["method"] == "DELETE":
+                await app(scope, receive, send)
+                for name, value in scope["headers"]:
+                    if name == SESSION_HEADER:
+                        self.forget(value.decode("latin-1"))
+                return
+            message = scope.get("state", {}).get(JSONRPC_MESSAGE_KEY) if scope["type"] == "http" else None
+            if not isinstance(message, dict) or message.get("method") != "initialize":
+                await app(scope, receive, send)
+                return
+            params = message.get("params")
+            capabilities = params.get("capabilities") if isinstance(params, dict) else None
+
+            async def seen(reply: Message) -> None:
+                if reply["type"] == "http.response.start" and isinstance(capabilities, dict):
+                    for name, value in reply.get("headers", ()):
+                        if name.lower() == SESSION_HEADER:
+                            self.remember(value.decode("latin-1"), capabilities)
+                await send(reply)
+
+            await app(scope, receive, seen)
+
+        return watched
+
+    def remember(self, session_id: str, capabilities: Mapping[str, Any]) -> None:
+        if len(self._capabilities) >= _MAX_SESSIONS_REMEMBERED:
+            self._capabilities.clear()  # sessions the SDK forgot without telling us; their calls take the full path
+        self._capabilities[session_id] = capabilities
+
+    def forget(self, session_id: str) -> None:
+        self._capabilities.pop(session_id, None)
+
+    def capabilities(self, session_id: str) -> Mapping[str, Any] | None:
+        return self._capabilities.get(session_id)
+
+
+class FastCalls:
+    """ASGI: answers eligible `tools/call` POSTs itself; everything else goes to `app` (the SDK path)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        sessions: StreamableHTTPSessionManager,
+        facts: SessionFacts,
+        tools: CallerTools,
+        limiter: ConcurrentCalls | None,
+    ) -> None:
+        self.app = app
+        self.sessions = sessions
+        self.facts = facts
+        self.tools = tools
+        self.limiter = limiter
+        self.served = 0
+        """Calls answered here (tests check which path a call took)."""
+        self._running: dict[tuple[str, Any], anyio.CancelScope] = {}
+        """Calls in progress here by (session id, request id): what a client's `notifications/cancelled` stops."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        plan = self._eligible(scope) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if plan is None:
+            if self._running:
+                self._cancel_if_asked(scope)
+            await self.app(scope, receive, send)
+            return
+        message, session_id, version = plan
+        identity = identity_in_scope(scope)
+        assert identity is not None  # eligible only behind the identity middleware
+        limiter = self.limiter
+        if limiter is not None and not limiter.enter(identity.key):
+            await self.app(scope, receive, send)  # the SDK path answers the refusal
+            return
+        key = (session_id, message["id"])
+        try:
+            self.served += 1
+            channel = FastChannel(scope, send, session_id)
+            with anyio.CancelScope() as scope_of_call:
+                self._running[key] = scope_of_call
+                await self._call(scope, channel, message, version)
+            if not channel.answered:
+                await channel.end()  # cancelled by the client: no answer (as the spec says), just the end
+        finally:
+            self._running.pop(key, None)
+            if limiter is not None:
+                limiter.leave(identity.key)
+
+    def _cancel_if_asked(self, scope: Scope) -> None:
+        """A client's `notifications/cancelled` for a call running here stops it (and so the upstream call,
+        which sends its own cancel upstream); the notification still goes on to the SDK, which answers it."""
+        message = scope.get("state", {}).get(JSONRPC_MESSAGE_KEY) if scope["type"] == "http" else None
+        if not isinstance(message, dict) or message.get("method") != "notifications/cancelled":
+            return
+        params = message.get("params")
+        request_id = params.get("requestId") if isinstance(params, dict) else None
+        for name, value in scope["headers"]:
+            if name == SESSION_HEADER:
+                running = self._running.get((value.decode("latin-1"), request_id))
+                if running is not None:
+                    running.cancel()
+
+    def _eligible(self, scope: Scope) -> tuple[dict[str, Any], str, str] | None:
+        message = scope.get("state", {}).get(JSONRPC_MESSAGE_KEY)
+        if not isinstance(message, dict) or message.get("method") != "tools/call" or "id" not in message:
+            return None
+        params = message.get("params")
+        if (
+            not isinstance(params, dict)
+            or not isinstance(params.get("name"), str)
+            or not isinstance(params.get("arguments", {}), dict | None)
+            or params.get("_meta") is not None
+        ):
+            return None
+        session_id = version = None
+        accept = b""
+        for name, value in scope["headers"]:
+            if name == SESSION_HEADER:
+                session_id = value.decode("latin-1")
+            elif name == VERSION_HEADER:
+                version = value.decode("latin-1")
+            elif name == b"accept":
+                accept = value
+        if session_id is None or version not in _VERSIONS or b"application/json" not in accept:
+            return None
+        capabilities = self.facts.capabilities(session_id)
+        if capabilities is None or any(capabilities.get(c) is not None for c in _BACK_CHANNEL_CAPABILITIES):
+            return None
+        if identity_in_scope(scope) is None or not session_open_for(self.sessions, session_id, scope.get("user")):
+            return None
+        assert version is not None
+        return message, session_id, version
+
+    async def _call(self, scope: Scope, channel: FastChannel, message: dict[str, Any], version: str) -> None:
+        params = message["params"]
+        request_id = message["id"]
+        identity = identity_in_scope(scope)
+        assert identity is not None
+        try:
+            result = await self.tools.call(identity, params["name"], params.get("arguments"), channel)
+            try:
+                shaped = _methods.serialize_server_result("tools/call", version, result)
+            except ValidationError:
+                logger.exception("the result of %s is not a valid tools/call result", params["name"])
+                raise MCPError(INTERNAL_ERROR, "Handler returned an invalid result") from None
+            body: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "result": shaped}
+        except UnknownTool:
+            body = _error(request_id, types.ErrorData(code=INVALID_PARAMS, message=f"Unknown tool: {params['name']}"))
+        except MCPError as exc:
+            body = _error(request_id, exc.error)
+        await channel.answer(pydantic_core.to_json(body))
+
+
+def _error(request_id: Any, error: types.ErrorData) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": error.model_dump(by_alias=True, exclude_none=True)}
+
+
+class FastChannel:
+    """`ClientChannel` of a fast-path call: the answer is JSON, unless a notification comes first (then SSE)."""
+
+    __slots__ = ("_key", "_scope", "_send", "_session_id", "_streaming", "answered")
+
+    def __init__(self, scope: Scope, send: Send, session_id: str) -> None:
+        self._scope = scope
+        self._send = send
+        self._session_id = session_id
+        self._key = sys.intern("mcp-session:" + session_id)
+        """One object per session: the relay compares connection keys by identity."""
+        self._streaming = False
+        self.answered = False
+
+    @property
+    def connection_key(self) -> object:
+        return self._key
+
+    @property
+    def base_url(self) -> str | None:
+        headers = dict(self._scope["headers"])
+        host = headers.get(b"host", b"").decode("latin-1")
+        return f"{self._scope.get('scheme', 'http')}://{host}" if host else None
+
+    @property
+    def wants_progress(self) -> bool:
+        return False
+
+    async def progress(self, progress: float, total: float | None, message: str | None) -> None:
+        return None
+
+    def supports(self, capability: types.ClientCapabilities) -> bool:
+        return False  # eligible sessions declared no sampling, elicitation or roots
+
+    async def request(self, request: types.ServerRequest, result_type: type[_R]) -> _R:
+        raise NoBackChannelError("this client declared no capability for requests from the server")
+
+    async def notify(self, notification: types.ServerNotification) -> None:
+        data = notification.model_dump(by_alias=True, mode="json", exclude_none=True)
+        await self._event(pydantic_core.to_json({"jsonrpc": "2.0", **data}))
+
+    async def answer(self, body: bytes) -> None:
+        self.answered = True
+        if self._streaming:
+            await self._event(body)
+            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (SESSION_HEADER, self._session_id.encode("latin-1")),
+        ]
+        await self._send({"type": "http.response.start", "status": 200, "headers": headers})
+        await self._send({"type": "http.response.body", "body": body, "more_body": False})
+
+    async def end(self) -> None:
+        """Close the answer without a message (a cancelled call)."""
+        if not self._streaming:
+            await self._event(b"", start_only=True)
+        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _event(self, data: bytes, *, start_only: bool = False) -> None:
+        if not self._streaming:
+            self._streaming = True
+            headers = [
+                (b"content-type", b"text/event-stream"),
+                (b"cache-control", b"no-cache, no-transform"),
+                (SESSION_HEADER, self._session_id.encode("latin-1")),
+            ]
+            await self._send({"type": "http.response.start", "status": 200, "headers": headers})
+        if start_only:
+            return
+        await self._send(
+            {"type": "http.response.body", "body": b"event: message\ndata: " + data + b"\n\n", "more_body": True}
+        )
