@@ -120,6 +120,7 @@ async def test_the_sdk_server_internals_exist() -> None:
             assert sdk_server.is_running(sessions)
             assert sdk_server.open_sessions(sessions) == 0
             assert not await sdk_server.end_session(sessions, "no-such-session")
+            assert not sdk_server.session_open_for(sessions, "no-such-session", None)
         assert not sdk_server.is_running(sessions)
     except sdk_server.SdkInternalsChanged as exc:
         pytest.fail(f"mcp SDK upgrade removed a server internal: {exc}")

@@ -50,13 +50,13 @@ async def end_session(sessions: StreamableHTTPSessionManager, session_id: str) -
 
 def session_open_for(sessions: StreamableHTTPSessionManager, session_id: str, user: object) -> bool:
     """Whether `session_id` is an open session that the ASGI `user` may use (the SDK's own ownership test)."""
-    if session_id not in _instances(sessions):
-        return False
     owners = getattr(sessions, "_session_owners", None)
     if not isinstance(owners, dict):
         raise SdkInternalsChanged(
             "StreamableHTTPSessionManager._session_owners is gone: update mcp_gateway/http/sdk_server.py"
         )
+    if session_id not in _instances(sessions):
+        return False
     requestor = authorization_context(user) if isinstance(user, AuthenticatedUser) else None
     return bool(requestor == owners.get(session_id))
 
