@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Protocol, TypeVar
 
 import mcp_types as types
+from mcp.shared.exceptions import NoBackChannelError
 
 _R = TypeVar("_R")
 
@@ -55,3 +56,27 @@ class ClientChannel(Protocol):
     async def notify(self, notification: types.ServerNotification) -> None:
         """Send a notification related to this request (a log message, an elicitation completing)."""
         ...
+
+
+class OneWayChannel:
+    """The part of a `ClientChannel` with nobody to ask: no progress wanted, no capability, questions refused.
+
+    Subclasses give the connection key and base URL, and decide what a notification does (a model's
+    tool call drops it; the `/mcp` fast path streams it to the client).
+    """
+
+    __slots__ = ()
+    refusal = "this client cannot be asked anything during the call"
+
+    @property
+    def wants_progress(self) -> bool:
+        return False
+
+    async def progress(self, progress: float, total: float | None, message: str | None) -> None:
+        return None
+
+    def supports(self, capability: types.ClientCapabilities) -> bool:
+        return False
+
+    async def request(self, request: types.ServerRequest, result_type: type[_R]) -> _R:
+        raise NoBackChannelError(self.refusal)

@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 import anyio
 import mcp_types as types
 from mcp import MCPError
-from mcp.shared.exceptions import NoBackChannelError
 
 from llm_gateway.tools.formats import ToolCall
 from llm_gateway.tools.injection import ToolSource
+from mcp_gateway.channel import OneWayChannel
 from mcp_gateway.errors import UnknownTool
 from mcp_gateway.identity import Identity
 
@@ -30,8 +30,10 @@ _R = TypeVar("_R")
 _requests = itertools.count(1)
 
 
-class NoBackChannel:
+class NoBackChannel(OneWayChannel):
     """The `ClientChannel` of a model's tool call: nobody to ask, nothing to report progress to."""
+
+    refusal = "a model's tool call has no client to ask"
 
     def __init__(self, base_url: str | None) -> None:
         self._key = f"llm-tool-call-{next(_requests)}"
@@ -44,19 +46,6 @@ class NoBackChannel:
     @property
     def base_url(self) -> str | None:
         return self._base_url
-
-    @property
-    def wants_progress(self) -> bool:
-        return False
-
-    async def progress(self, progress: float, total: float | None, message: str | None) -> None:
-        return None
-
-    def supports(self, capability: types.ClientCapabilities) -> bool:
-        return False
-
-    async def request(self, request: types.ServerRequest, result_type: type[_R]) -> _R:
-        raise NoBackChannelError("a model's tool call has no client to ask")
 
     async def notify(self, notification: types.ServerNotification) -> None:
         return None

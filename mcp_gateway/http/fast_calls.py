@@ -34,7 +34,6 @@ import mcp_types as types
 import pydantic_core
 from mcp import MCPError
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from mcp.shared.exceptions import NoBackChannelError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 from mcp_types import methods as _methods
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
@@ -42,6 +41,7 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_gateway.caller_tools import CallerTools
+from mcp_gateway.channel import OneWayChannel
 from mcp_gateway.errors import UnknownTool
 from mcp_gateway.http.guards import JSONRPC_MESSAGE_KEY
 from mcp_gateway.http.ratelimit import ConcurrentCalls
@@ -227,8 +227,14 @@ def _error(request_id: Any, error: types.ErrorData) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": request_id, "error": error.model_dump(by_alias=True, exclude_none=True)}
 
 
-class FastChannel:
-    """`ClientChannel` of a fast-path call: the answer is JSON, unless a notification comes first (then SSE)."""
+class FastChannel(OneWayChannel):
+    """`ClientChannel` of a fast-path call: the answer is JSON, unless a notification comes first (then SSE).
+
+    Eligible sessions declared no sampling, elicitation or roots, so nothing is asked of the client
+    (`OneWayChannel` refuses, as the SDK path does for such a client).
+    """
+
+    refusal = "this client declared no capability for requests from the server"
 
     __slots__ = ("_key", "_scope", "_send", "_session_id", "_streaming", "answered")
 
@@ -250,19 +256,6 @@ class FastChannel:
         headers = dict(self._scope["headers"])
         host = headers.get(b"host", b"").decode("latin-1")
         return f"{self._scope.get('scheme', 'http')}://{host}" if host else None
-
-    @property
-    def wants_progress(self) -> bool:
-        return False
-
-    async def progress(self, progress: float, total: float | None, message: str | None) -> None:
-        return None
-
-    def supports(self, capability: types.ClientCapabilities) -> bool:
-        return False  # eligible sessions declared no sampling, elicitation or roots
-
-    async def request(self, request: types.ServerRequest, result_type: type[_R]) -> _R:
-        raise NoBackChannelError("this client declared no capability for requests from the server")
 
     async def notify(self, notification: types.ServerNotification) -> None:
         data = notification.model_dump(by_alias=True, mode="json", exclude_none=True)
