@@ -101,31 +101,31 @@ def oauth_routes(
     async def register(request: Request) -> Response:
         body = await request.body()
         if len(body) > _MAX_REGISTRATION:
-            return _registration_error("invalid_client_metadata", "the registration request is too large")
+            return _oauth_error("invalid_client_metadata", "the registration request is too large")
         try:
             metadata = json.loads(body)
         except ValueError:
-            return _registration_error("invalid_client_metadata", "the body must be a JSON object")
+            return _oauth_error("invalid_client_metadata", "the body must be a JSON object")
         if not isinstance(metadata, dict):
-            return _registration_error("invalid_client_metadata", "the body must be a JSON object")
+            return _oauth_error("invalid_client_metadata", "the body must be a JSON object")
         uris = metadata.get("redirect_uris")
         if not isinstance(uris, list) or not uris or len(uris) > _MAX_REDIRECT_URIS:
-            return _registration_error("invalid_redirect_uri", "give 1 to 10 redirect_uris")
+            return _oauth_error("invalid_redirect_uri", "give 1 to 10 redirect_uris")
         for uri in uris:
             if not isinstance(uri, str) or not redirect_uri_allowed(uri):
-                return _registration_error(
+                return _oauth_error(
                     "invalid_redirect_uri",
                     f"redirect URI {uri!r} is not allowed: use https, or http on a loopback address (RFC 8252)",
                 )
         method = metadata.get("token_endpoint_auth_method", "none")
         if method != "none":
-            return _registration_error(
+            return _oauth_error(
                 "invalid_client_metadata",
                 "only public clients are accepted: token_endpoint_auth_method must be 'none' (PKCE protects the code)",
             )
         grants = metadata.get("grant_types") or ["authorization_code", "refresh_token"]
         if "authorization_code" not in grants:
-            return _registration_error("invalid_client_metadata", "grant_types must include 'authorization_code'")
+            return _oauth_error("invalid_client_metadata", "grant_types must include 'authorization_code'")
         name = metadata.get("client_name")
         name = name[:100] if isinstance(name, str) and name.strip() else None
         client_id = provider.client_id_for(name, uris)
@@ -146,10 +146,10 @@ def oauth_routes(
         form = await request.form()
         token, client_id = form.get("token"), form.get("client_id")
         if not isinstance(token, str) or not token or not isinstance(client_id, str) or not client_id:
-            return _token_error("invalid_request", "give the token to revoke and your client_id")
+            return _oauth_error("invalid_request", "give the token to revoke and your client_id")
         client = await provider.get_client(client_id)
         if client is None:
-            return _token_error("invalid_client", "unknown client_id", status=401)
+            return _oauth_error("invalid_client", "unknown client_id", status=401)
         await provider.revoke_for(client, token)
         return Response(status_code=200, headers={"Cache-Control": "no-store"})
 
@@ -297,9 +297,6 @@ def _stale() -> Response:
     )
 
 
-def _token_error(error: str, description: str, *, status: int = 400) -> Response:
+def _oauth_error(error: str, description: str, *, status: int = 400) -> Response:
+    """An OAuth error body (RFC 6749 §5.2, RFC 7591 §3.2.2): JSON, never HTML or text."""
     return JSONResponse({"error": error, "error_description": description}, status_code=status)
-
-
-def _registration_error(error: str, description: str) -> Response:
-    return JSONResponse({"error": error, "error_description": description}, status_code=400)
