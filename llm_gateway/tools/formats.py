@@ -69,12 +69,9 @@ def assistant_turn(api: Api, answer: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def assistant_turn_of_calls(api: Api, text: str, calls: Sequence[ToolCall]) -> dict[str, Any]:
-    """The model's turn rebuilt from a stream: its text and its tool calls."""
-    if api == "anthropic":
-        content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
-        content += [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments} for c in calls]
-        return {"role": "assistant", "content": content}
+def chat_turn_of_calls(text: str, calls: Sequence[ToolCall]) -> dict[str, Any]:
+    """A Chat Completions model turn rebuilt from a stream: its text and its tool calls (an Anthropic
+    turn is rebuilt block by block, thinking included: `streams.AnthropicStitcher.turn`)."""
     return {
         "role": "assistant",
         "content": text or None,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llm_gateway.errors import Api
-from llm_gateway.tools.formats import ToolCall, add_usage, assistant_turn_of_calls, with_usage
+from llm_gateway.tools.formats import ToolCall, add_usage, chat_turn_of_calls, with_usage
 from llm_gateway.translate.common import parse_arguments
 from llm_gateway.wire import SseEvent, dumps, loads, sse
 
@@ -185,7 +185,7 @@ class OpenAIStitcher(Stitcher):
         self._finish, self._text = None, []
 
     def turn(self) -> dict[str, Any]:
-        return assistant_turn_of_calls("openai", "".join(self._text), self.tool_calls())
+        return chat_turn_of_calls("".join(self._text), self.tool_calls())
 
     def feed(self, event: SseEvent) -> list[bytes]:
         if event.data.strip() == "[DONE]":
