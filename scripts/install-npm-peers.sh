@@ -6,6 +6,8 @@
 #   - @modelcontextprotocol/inspector: its `mcp-inspector --cli` is a second real client.
 #   - @anthropic-ai/claude-code: the MCP host most users point at the gateway (the package
 #     ships its native binary, ~245 MB; it runs here only with a throwaway HOME).
+#   - @modelcontextprotocol/server-everything: the reference server in TypeScript, a real
+#     upstream whose JSON (integers in annotations and progress) no Python model has touched.
 # Everything goes into the git-ignored, project-local `.cache/npm`; nothing global changes.
 # Idempotent: a stamp file records the package list, so a second run returns at once.
 set -euo pipefail
@@ -17,6 +19,7 @@ PACKAGES=(
     "@modelcontextprotocol/conformance@0.1.16"
     "@modelcontextprotocol/inspector@2.12.0"
     "@anthropic-ai/claude-code@2.1.197"
+    "@modelcontextprotocol/server-everything@2026.8.31"
 )
 PREFIX=".cache/npm"
 BIN="$PREFIX/node_modules/.bin"
@@ -24,6 +27,7 @@ STAMP="$PREFIX/.installed"
 NODE="$BIN/node"
 INSPECTOR="$BIN/mcp-inspector"
 CLAUDE="$BIN/claude"
+EVERYTHING="$BIN/mcp-server-everything"
 CONFORMANCE_PKG="$PREFIX/node_modules/@modelcontextprotocol/conformance"
 WANTED="${PACKAGES[*]}"
 
@@ -40,7 +44,7 @@ conformance_entry() {
 }
 
 installed() {
-    [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANTED" && -x "$NODE" && -x "$INSPECTOR" && -x "$CLAUDE" \
+    [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANTED" && -x "$NODE" && -x "$INSPECTOR" && -x "$CLAUDE" && -x "$EVERYTHING" \
         && -f "$CONFORMANCE_PKG/package.json" ]]
 }
 
@@ -69,3 +73,4 @@ echo "node:        $(pwd)/$NODE ($("$NODE" --version))"
 echo "conformance: $(conformance_entry)"
 echo "inspector:   $(pwd)/$INSPECTOR (run as: $INSPECTOR --cli …, with $BIN first on PATH)"
 echo "claude code: $(pwd)/$CLAUDE"
+echo "everything:  $(pwd)/$EVERYTHING"

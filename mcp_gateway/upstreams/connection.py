@@ -61,6 +61,7 @@ from mcp_gateway.upstreams.direct import DirectHttp, NotDirect
 from mcp_gateway.upstreams.failures import describe, session_gone
 from mcp_gateway.upstreams.health import SESSION_GONE, sync_lists, watch_health
 from mcp_gateway.upstreams.lists import ListKind, fetch_all
+from mcp_gateway.upstreams.progress import ProgressRoutes, with_progress_token
 from mcp_gateway.upstreams.streams import MergedInbound, WatchedStream
 from mcp_gateway.upstreams.transports import Streams, open_transport
 
@@ -160,6 +161,7 @@ class UpstreamConnection:
         self._supervisor = supervisor or Supervisor()
         self._session: ClientSession | None = None
         self._direct: tuple[DirectHttp, MergedInbound] | None = None
+        self._progress = ProgressRoutes(name)
         """Plain POSTs for tools/call beside the session (streamable HTTP only), see `direct.py`."""
         self._wake = anyio.Event()
         self._stopping = False
@@ -270,10 +272,10 @@ class UpstreamConnection:
             # Transports connect lazily (or bound their own connect time), so the deadline covers
             # the first exchange; a cancel scope cannot wrap contexts that stay entered after it.
             read, write, *extra = await stack.enter_async_context(self._open_transport(self.config))
-            inbound: WatchedStream | MergedInbound = WatchedStream(read, self._wake)
+            inbound: WatchedStream | MergedInbound = WatchedStream(read, self._wake, self._progress)
             direct = extra[0] if extra and isinstance(extra[0], DirectHttp) else None
             if direct is not None:
-                inbound = MergedInbound(read, self._wake)
+                inbound = MergedInbound(read, self._wake, self._progress)
                 pumps = await stack.enter_async_context(anyio.create_task_group())
                 stack.callback(pumps.cancel_scope.cancel)  # runs first on the way out: the pump never ends by itself
                 pumps.start_soon(inbound.pump, name=f"inbound:{self.name}")
@@ -432,11 +434,18 @@ class UpstreamConnection:
             UpstreamTimeout: no answer within the upstream's `timeout`.
             MCPError: the upstream answered with a JSON-RPC error (passed on unchanged).
         """
+        if progress is not None:
+            # Our own token, not the SDK's callback (which would make the upstream's integers floats).
+            async with self._progress.route(progress) as token:
+                return await self._request(with_progress_token(request, token), caller)
+        return await self._request(request, caller)
+
+    async def _request(self, request: types.ClientRequest, caller: Caller | None) -> dict[str, Any]:
         session = self._live_session()
         with self.in_flight.track(caller), upstream_span(self.name, self.config.transport, request) as traced:
             try:
                 direct = self._direct
-                if direct is not None and progress is None and request.method == "tools/call" and direct[0].ready:
+                if direct is not None and request.method == "tools/call" and direct[0].ready:
                     try:
                         return traced.result(await self._direct_request(session, *direct, request))
                     except NotDirect:
@@ -445,7 +454,6 @@ class UpstreamConnection:
                     request,
                     _RAW_RESULT,  # type: ignore[type-var]  # a TypeAdapter of dict works at runtime
                     request_read_timeout_seconds=self.config.timeout,
-                    progress_callback=progress,
                 )
                 return traced.result(result)
             except MCPError as exc:
@@ -489,7 +497,7 @@ class UpstreamConnection:
                     logger.debug("upstream %s: malformed log message dropped", self.name)
                     return
                 await self._relay.log(params)
-            else:
+            elif not self._progress.take_message(message):
                 await inbound.deliver(SessionMessage(message))
 
         try:

@@ -3,7 +3,8 @@
 `ClientSession` iterates its read stream and enters/closes it; a wrapper only has to say how to
 `receive` and how to `aclose`, and `ReceiveStreamBase` adds the rest of the protocol once.
 `MergedInbound` lets direct calls (`direct.py`) feed the session beside the transport;
-`WatchedStream` notices the end of the connection (e.g. a stdio child exiting).
+`WatchedStream` notices the end of the connection (e.g. a stdio child exiting). Both hand
+progress for the gateway's own tokens to `progress.ProgressRoutes` instead of the SDK.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import anyio
 from mcp.shared.message import SessionMessage
 
 from mcp_gateway.upstreams import _sdk_client
+from mcp_gateway.upstreams.progress import ProgressRoutes
 
 
 class ReceiveStreamBase:
@@ -49,9 +51,10 @@ class MergedInbound(ReceiveStreamBase):
     owner) moves the transport's messages across; `on_end` is set when the transport's stream ends.
     """
 
-    def __init__(self, inner: Any, on_end: anyio.Event) -> None:
+    def __init__(self, inner: Any, on_end: anyio.Event, progress: ProgressRoutes) -> None:
         self._inner = inner
         self._on_end = on_end
+        self._progress = progress
         self._send, self._receive = anyio.create_memory_object_stream[tuple[contextvars.Context | None, Any]](0)
         self.last_context: contextvars.Context | None = None
 
@@ -68,13 +71,15 @@ class MergedInbound(ReceiveStreamBase):
         await self._send.send((contextvars.copy_context(), message))
 
     async def receive(self) -> Any:
-        try:
-            context, item = await self._receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._on_end.set()
-            raise
-        self.last_context = context
-        return item
+        while True:
+            try:
+                context, item = await self._receive.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                self._on_end.set()
+                raise
+            if not self._progress.take(item):
+                self.last_context = context
+                return item
 
     async def aclose(self) -> None:
         await self._receive.aclose()
@@ -88,9 +93,10 @@ class MergedInbound(ReceiveStreamBase):
 class WatchedStream(ReceiveStreamBase):
     """Wraps the transport's read stream to notice the end of the connection (e.g. a stdio child exiting)."""
 
-    def __init__(self, inner: Any, on_end: anyio.Event) -> None:
+    def __init__(self, inner: Any, on_end: anyio.Event, progress: ProgressRoutes) -> None:
         self._inner = inner
         self._on_end = on_end
+        self._progress = progress
 
     @property
     def last_context(self) -> contextvars.Context | None:
@@ -98,11 +104,14 @@ class WatchedStream(ReceiveStreamBase):
         return _sdk_client.sender_context(self._inner)
 
     async def receive(self) -> Any:
-        try:
-            return await self._inner.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._on_end.set()
-            raise
+        while True:
+            try:
+                item = await self._inner.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                self._on_end.set()
+                raise
+            if not self._progress.take(item):
+                return item
 
     async def aclose(self) -> None:
         await self._inner.aclose()
