@@ -73,16 +73,19 @@ STARTUP_TIMEOUT = 30.0  # seconds for upstream/gateway to become ready
 # --------------------------------------------------------------------------------------------------------------
 
 
-def start_stack(children: Children, workdir: Path) -> tuple[Child, Child, str, str]:
-    """Start the lab upstream and a gateway in front of it; return both and their /mcp URLs."""
+def start_stack(children: Children, workdir: Path, list_tools: int) -> tuple[Child, Child, str, str]:
+    """Start the lab upstream (with `list_tools` generated tools besides its own) and a gateway in front of it;
+    return both and their /mcp URLs."""
     upstream_port, gateway_port = free_port(), free_port()
-    upstream = start_lab(children, "upstream", upstream_port, timeout=STARTUP_TIMEOUT)
+    upstream = start_lab(
+        children, "upstream", upstream_port, env={"LAB_TOOL_COUNT": str(list_tools)}, timeout=STARTUP_TIMEOUT
+    )
     direct_url = f"http://127.0.0.1:{upstream_port}/mcp"
 
     config = workdir / "gateway.yaml"
     # No virtual keys here: inference calls without a key, and a throwaway store instead of .mcpgw/ in the repo.
     config.write_text(
-        f"server:\n  host: 127.0.0.1\nauth:\n  enforce_auth_on_inference: false\n"
+        f"server:\n  host: 127.0.0.1\n  page_size: {list_tools + 100}\nauth:\n  enforce_auth_on_inference: false\n"
         f"database_url: sqlite:///{workdir / 'gateway.db'}\n"
         f"upstreams:\n  {UPSTREAM_NAME}:\n    transport: http\n    url: {direct_url}\n"
         "    allow_on_all_virtual_keys: true\n"
@@ -390,7 +393,8 @@ def print_report(summary: dict[str, Any], machine: dict[str, Any], args: argpars
     tl = summary["tools_list"]
     if "direct" in tl and "gateway" in tl:
         print(
-            f"tools/list p50 ({tl['direct']['calls']} sequential): direct {tl['direct']['p50_ms']:.2f} ms, "
+            f"tools/list of {args.list_tools}+ tools, p50 ({tl['direct']['calls']} sequential): "
+            f"direct {tl['direct']['p50_ms']:.2f} ms, "
             f"gateway {tl['gateway']['p50_ms']:.2f} ms ({tl['p50_overhead_ms']:+.2f} ms)"
         )
     print(f"total runtime {elapsed:.0f} s")
@@ -422,7 +426,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         print("--profile: py-spy not found (pip install py-spy into the venv); continuing without it", file=sys.stderr)
 
     def measure(workdir: Path, children: Children) -> tuple[Runner, dict[str, Any] | None]:
-        upstream, gateway, direct_url, gateway_url = start_stack(children, workdir)
+        upstream, gateway, direct_url, gateway_url = start_stack(children, workdir, args.list_tools)
         print(f"upstream {direct_url} (pid {upstream.proc.pid}), gateway {gateway_url} (pid {gateway.proc.pid})")
         runner = Runner(
             upstream=upstream,
@@ -466,6 +470,7 @@ def orchestrate(args: argparse.Namespace) -> int:
                 "warmup": args.warmup,
                 "payload_bytes": args.payload,
                 "tools_list_calls": args.list_calls,
+                "tools_listed": args.list_tools,
                 "direct_tool": DIRECT_TOOL,
                 "gateway_tool": GATEWAY_TOOL,
             },
@@ -485,6 +490,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke run: N=300, fewer warm-up and tools/list calls")
     parser.add_argument("--warmup", type=int, default=100, help="warm-up calls per run, not measured (default 100)")
     parser.add_argument("--list-calls", type=int, default=200, help="sequential tools/list calls per mode")
+    parser.add_argument(
+        "--list-tools", type=int, default=500, help="generated tools the upstream lists, besides its own (default 500)"
+    )
     parser.add_argument("--payload", type=int, default=64, help="bytes of text sent to echo (default 64)")
     parser.add_argument("--profile", action="store_true", help="py-spy flame graph of the gateway at max C")
     parser.add_argument("--max-seconds", type=float, default=1800, help="overall time budget (default 1800)")

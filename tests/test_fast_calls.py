@@ -8,6 +8,7 @@ fast path serves its calls), one that declares `roots` (every call goes through 
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import httpx2
@@ -154,3 +155,78 @@ async def test_the_fast_path_can_be_switched_off(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("MCPGW_FAST_PATH")
     async with running_gateway({"lab": lab()}, fast_tool_calls=False) as gw:
         assert gw.gateway.fast is None
+
+
+async def list_tools(
+    http: httpx2.AsyncClient, url: str, headers: dict[str, str], cursor: str | None = None
+) -> httpx2.Response:
+    body: dict[str, Any] = {"jsonrpc": "2.0", "id": "l1", "method": "tools/list"}
+    if cursor is not None:
+        body["params"] = {"cursor": cursor}
+    return await http.post(url, json=body, headers=headers)
+
+
+async def test_tool_lists_come_from_the_views_cached_page_and_follow_the_view() -> None:
+    async with (
+        running_gateway({"lab": lab()}, auth={"enforce_auth_on_inference": True}, page_size=3) as gw,
+        httpx2.AsyncClient(timeout=30) as http,
+    ):
+        fast = gw.gateway.fast
+        store = gw.gateway.store
+        assert fast is not None and store is not None
+        record, key = await store.create_virtual_key("lists", mcp_configs={"lab": ["*"]})
+        await gw.gateway.sync()
+        session = await keyed_session(http, gw.url, key)
+        # The first list registers the session for list_changed: the SDK path answers it.
+        first = await list_tools(http, gw.url, session)
+        assert fast.listed == 0 and first.status_code == 200
+        pages = [first]
+        cursor = result_of(first).get("nextCursor")
+        while cursor is not None:
+            pages.append(await list_tools(http, gw.url, session, cursor))
+            cursor = result_of(pages[-1]).get("nextCursor")
+        assert fast.listed == len(pages) - 1 >= 1  # later pages: from the cache, on the fast path
+        again = await list_tools(http, gw.url, session)
+        assert fast.listed == len(pages)
+        assert again.content == first.content  # same bytes from the fast path as from the SDK path
+        assert again.headers["content-type"] == first.headers["content-type"] == "text/event-stream"
+        names = [tool["name"] for page in pages for tool in result_of(page)["tools"]]
+        assert len(names) > 3 and len(set(names)) == len(names) and "lab-echo" in names
+        # The view changes (the key is narrowed): the next list shows it, from a new cached page.
+        await store.update_virtual_key(record.id, mcp_configs={"lab": ["echo"]})
+        await gw.gateway.sync()
+        narrowed = await list_tools(http, gw.url, session)
+        assert [tool["name"] for tool in result_of(narrowed)["tools"]] == ["lab-echo"]
+        assert fast.listed == len(pages) + 1
+        # An unknown cursor: the SDK's own error, not a cached page.
+        bad = await list_tools(http, gw.url, session, "bm9wZQ==")
+        assert event_of(bad)["error"]["code"] == -32602
+
+
+def event_of(response: httpx2.Response) -> dict[str, Any]:
+    """The one message of an SSE answer."""
+    events = [line[5:] for line in response.text.splitlines() if line.startswith("data:")]
+    assert len(events) == 1, response.text
+    message: dict[str, Any] = json.loads(events[0])
+    return message
+
+
+def result_of(response: httpx2.Response) -> dict[str, Any]:
+    result: dict[str, Any] = event_of(response)["result"]
+    return result
+
+
+async def keyed_session(http: httpx2.AsyncClient, url: str, key: str) -> dict[str, str]:
+    auth = {"authorization": f"Bearer {key}"}
+    hello = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {"protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    opened = await http.post(url, json=hello, headers={**ACCEPT, **auth})
+    assert opened.status_code == 200, opened.text
+    headers = {**ACCEPT, **auth, "mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": VERSION}
+    done = await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+    assert done.status_code == 202
+    return headers

@@ -125,6 +125,7 @@ def _mcp_sessions(gateway: Gateway, limiter: ConcurrentCalls | None) -> Streamab
         gateway.refresh_identity,
         end_session=end_client_session,
     )
+    gateway.tool_lists = server.tool_lists
     if limiter is not None:
         server.middleware.append(limiter)
     # Host/Origin are checked once, by HostOriginGuard in front of /mcp (before identity and rate
@@ -178,7 +179,13 @@ def _mcp_endpoint(
     sdk: ASGIApp = gateway.facts.record(AnswerAsJson(StreamableHTTPASGIApp(gateway.sessions)))
     if config.server.fast_tool_calls and os.environ.get("MCPGW_FAST_PATH", "on").lower() not in ("off", "0", "false"):
         gateway.fast = FastCalls(
-            sdk, sessions=gateway.sessions, facts=gateway.facts, tools=gateway.tools, limiter=limiter
+            sdk,
+            sessions=gateway.sessions,
+            facts=gateway.facts,
+            tools=gateway.tools,
+            limiter=limiter,
+            lists=gateway.tool_lists,
+            clients=gateway.clients,
         )
         sdk = gateway.fast
     guarded = EnvelopeGuard(sdk, config.server.max_body_bytes)

@@ -41,6 +41,7 @@ class ClientConnections:
 
     def __init__(self, checkpoint: Callable[[str], None] = lambda name: None) -> None:
         self._connections: dict[int, Connection] = {}
+        self._by_session: dict[str, Connection] = {}
         self._subscriptions: dict[str, set[int]] = {}
         self._checkpoint = checkpoint
         self._pending = anyio.Event()
@@ -74,8 +75,19 @@ class ClientConnections:
         connection.state[_REGISTERED] = True
         key = id(connection)
         self._connections[key] = connection
+        if connection.session_id is not None:
+            self._by_session[connection.session_id] = connection
         connection.exit_stack.callback(self._forget, key)
         return connection
+
+    def touch(self, session_id: str, identity: Identity) -> bool:
+        """`register` for a session seen before, by its id (the fast path has no SDK session object);
+        False when the session was never registered (then the SDK path must see the request)."""
+        connection = self._by_session.get(session_id)
+        if connection is None:
+            return False
+        connection.state[_IDENTITY] = identity
+        return True
 
     def configure_announcements(
         self,
@@ -156,7 +168,9 @@ class ClientConnections:
         return [kind for kind, value in current.items() if previous.get(kind, value) != value]
 
     def _forget(self, key: int) -> None:
-        self._connections.pop(key, None)
+        connection = self._connections.pop(key, None)
+        if connection is not None and connection.session_id is not None:
+            self._by_session.pop(connection.session_id, None)
         for subscribers in self._subscriptions.values():
             subscribers.discard(key)
 

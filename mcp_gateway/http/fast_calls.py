@@ -18,7 +18,8 @@ The call itself goes through the same pipeline as ever (`caller_tools.CallerTool
 tool modes, per-user credentials, failover, one audit record), and the result is shaped exactly
 as the SDK shapes it for that protocol version (`serialize_server_result`), so the bytes the
 client gets are the same either way. A log message the upstream sends before its answer turns
-the answer into an SSE stream (as on the SDK path). `MCPGW_FAST_PATH=off` (or
+the answer into an SSE stream (as on the SDK path). Integers the sieve made floats are put back
+(`wire_numbers`), as `mcp_server.KeepNumberForms` does on the SDK path. `MCPGW_FAST_PATH=off` (or
 `server.fast_tool_calls: false`) sends every call through the SDK, which the test suite also runs.
 """
 
@@ -43,10 +44,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mcp_gateway.caller_tools import CallerTools
 from mcp_gateway.channel import OneWayChannel
 from mcp_gateway.errors import UnknownTool
+from mcp_gateway.http.clients import ClientConnections
 from mcp_gateway.http.guards import JSONRPC_MESSAGE_KEY
 from mcp_gateway.http.ratelimit import ConcurrentCalls
 from mcp_gateway.http.sdk_server import session_open_for
+from mcp_gateway.http.tool_lists import ToolLists
 from mcp_gateway.identity import identity_in_scope
+from mcp_gateway.wire_numbers import keep_number_forms
 
 logger = logging.getLogger(__name__)
 _R = TypeVar("_R")
@@ -119,8 +123,14 @@ class FastCalls:
         facts: SessionFacts,
         tools: CallerTools,
         limiter: ConcurrentCalls | None,
+        lists: ToolLists | None = None,
+        clients: ClientConnections | None = None,
     ) -> None:
         self.app = app
+        self.lists = lists
+        self.clients = clients
+        self.listed = 0
+        """`tools/list` requests answered here from cached bytes."""
         self.sessions = sessions
         self.facts = facts
         self.tools = tools
@@ -131,6 +141,8 @@ class FastCalls:
         """Calls in progress here by (session id, request id): what a client's `notifications/cancelled` stops."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and await self._list(scope, send):
+            return
         plan = self._eligible(scope) if scope["type"] == "http" and scope["method"] == "POST" else None
         if plan is None:
             if self._running:
@@ -158,6 +170,41 @@ class FastCalls:
             if limiter is not None:
                 limiter.leave(identity.key)
 
+    async def _list(self, scope: Scope, send: Send) -> bool:
+        """Answer a `tools/list` from the view's cached page, when the session is one the SDK path has
+        already registered for `list_changed` (its first list goes there); True when answered."""
+        message = scope.get("state", {}).get(JSONRPC_MESSAGE_KEY)
+        if self.lists is None or self.clients is None or not isinstance(message, dict):
+            return False
+        if message.get("method") != "tools/list" or "id" not in message:
+            return False
+        params = message.get("params")
+        if params is None:
+            cursor = None
+        elif isinstance(params, dict) and params.keys() <= {"cursor"} and isinstance(params.get("cursor"), str | None):
+            cursor = params.get("cursor")
+        else:
+            return False  # `_meta` or anything unusual: the SDK path
+        headers = _call_headers(scope)
+        if headers is None:
+            return False
+        session_id, version = headers
+        identity = identity_in_scope(scope)
+        if identity is None or not session_open_for(self.sessions, session_id, scope.get("user")):
+            return False
+        if not self.clients.touch(session_id, identity):
+            return False
+        page = self.lists.page(self.tools.presentation(identity), version, cursor)
+        if page is None:
+            return False
+        self.listed += 1
+        body = b'{"jsonrpc":"2.0","id":' + pydantic_core.to_json(message["id"]) + b',"result":' + page.encoded + b"}"
+        # As an event stream, as the SDK answers lists (clients and conformance suites expect its framing).
+        channel = FastChannel(scope, send, session_id)
+        await channel.event(body)
+        await channel.answer(b"")
+        return True
+
     def _cancel_if_asked(self, scope: Scope) -> None:
         """A client's `notifications/cancelled` for a call running here stops it (and so the upstream call,
         which sends its own cancel upstream); the notification still goes on to the SDK, which answers it."""
@@ -184,23 +231,15 @@ class FastCalls:
             or params.get("_meta") is not None
         ):
             return None
-        session_id = version = None
-        accept = b""
-        for name, value in scope["headers"]:
-            if name == SESSION_HEADER:
-                session_id = value.decode("latin-1")
-            elif name == VERSION_HEADER:
-                version = value.decode("latin-1")
-            elif name == b"accept":
-                accept = value
-        if session_id is None or version not in _VERSIONS or b"application/json" not in accept:
+        headers = _call_headers(scope)
+        if headers is None:
             return None
+        session_id, version = headers
         capabilities = self.facts.capabilities(session_id)
         if capabilities is None or any(capabilities.get(c) is not None for c in _BACK_CHANNEL_CAPABILITIES):
             return None
         if identity_in_scope(scope) is None or not session_open_for(self.sessions, session_id, scope.get("user")):
             return None
-        assert version is not None
         return message, session_id, version
 
     async def _call(self, scope: Scope, channel: FastChannel, message: dict[str, Any], version: str) -> None:
@@ -211,7 +250,7 @@ class FastCalls:
         try:
             result = await self.tools.call(identity, params["name"], params.get("arguments"), channel)
             try:
-                shaped = _methods.serialize_server_result("tools/call", version, result)
+                shaped = keep_number_forms(_methods.serialize_server_result("tools/call", version, result), result)
             except ValidationError:
                 logger.exception("the result of %s is not a valid tools/call result", params["name"])
                 raise MCPError(INTERNAL_ERROR, "Handler returned an invalid result") from None
@@ -221,6 +260,23 @@ class FastCalls:
         except MCPError as exc:
             body = _error(request_id, exc.error)
         await channel.answer(pydantic_core.to_json(body))
+
+
+def _call_headers(scope: Scope) -> tuple[str, str] | None:
+    """Session id and protocol version of a request that may take the fast path: a handshake-era
+    version, an answer the client accepts as JSON; None otherwise."""
+    session_id = version = None
+    accept = b""
+    for name, value in scope["headers"]:
+        if name == SESSION_HEADER:
+            session_id = value.decode("latin-1")
+        elif name == VERSION_HEADER:
+            version = value.decode("latin-1")
+        elif name == b"accept":
+            accept = value
+    if session_id is None or version is None or version not in _VERSIONS or b"application/json" not in accept:
+        return None
+    return session_id, version
 
 
 def _error(request_id: Any, error: types.ErrorData) -> dict[str, Any]:
@@ -259,12 +315,14 @@ class FastChannel(OneWayChannel):
 
     async def notify(self, notification: types.ServerNotification) -> None:
         data = notification.model_dump(by_alias=True, mode="json", exclude_none=True)
-        await self._event(pydantic_core.to_json({"jsonrpc": "2.0", **data}))
+        await self.event(pydantic_core.to_json({"jsonrpc": "2.0", **data}))
 
     async def answer(self, body: bytes) -> None:
+        """The response: a JSON body, or the last event of the stream once one was sent (`b""`: just the end)."""
         self.answered = True
         if self._streaming:
-            await self._event(body)
+            if body:
+                await self.event(body)
             await self._send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         headers = [
@@ -278,20 +336,22 @@ class FastChannel(OneWayChannel):
     async def end(self) -> None:
         """Close the answer without a message (a cancelled call)."""
         if not self._streaming:
-            await self._event(b"", start_only=True)
+            await self.event(b"", start_only=True)
         await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _event(self, data: bytes, *, start_only: bool = False) -> None:
+    async def event(self, data: bytes, *, start_only: bool = False) -> None:
+        """One SSE event (the response becomes a stream, framed as the SDK frames its streams)."""
         if not self._streaming:
             self._streaming = True
             headers = [
-                (b"content-type", b"text/event-stream"),
                 (b"cache-control", b"no-cache, no-transform"),
+                (b"content-type", b"text/event-stream"),
                 (SESSION_HEADER, self._session_id.encode("latin-1")),
+                (b"x-accel-buffering", b"no"),
             ]
             await self._send({"type": "http.response.start", "status": 200, "headers": headers})
         if start_only:
             return
         await self._send(
-            {"type": "http.response.body", "body": b"event: message\ndata: " + data + b"\n\n", "more_body": True}
+            {"type": "http.response.body", "body": b"event: message\r\ndata: " + data + b"\r\n\r\n", "more_body": True}
         )

@@ -47,6 +47,7 @@ from mcp_gateway.credentials.flows import FlowRegistry
 from mcp_gateway.errors import ConfigError, Conflict, CredentialRequired, NotReady, UpstreamError
 from mcp_gateway.http.clients import ClientConnections
 from mcp_gateway.http.fast_calls import FastCalls, SessionFacts
+from mcp_gateway.http.tool_lists import ToolLists
 from mcp_gateway.identity import (
     Identity,
     IdentityMode,
@@ -96,6 +97,8 @@ class Gateway:
     """The SDK's session manager behind `/mcp` (set by the assembly: it needs the MCP server)."""
     fast: FastCalls | None = None
     """The `/mcp` fast path for plain tools/call (None when switched off)."""
+    tool_lists: ToolLists | None = None
+    """Shaped `tools/list` pages per view (set with the MCP server)."""
     app: Starlette
 
     def __init__(self, config: GatewayConfig, *, database_url: str | None, supervisor: Supervisor) -> None:

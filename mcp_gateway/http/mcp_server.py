@@ -11,7 +11,8 @@ import base64
 import binascii
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from contextvars import ContextVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import anyio
 import mcp_types as types
@@ -31,12 +32,14 @@ from mcp_gateway.errors import UnknownTool, UpstreamError
 from mcp_gateway.http.clients import ClientConnections
 from mcp_gateway.http.identify import identity_of
 from mcp_gateway.http.sdk_server import connection_of
+from mcp_gateway.http.tool_lists import CachedToolLists, ToolLists
 from mcp_gateway.identity import Identity
 from mcp_gateway.policy import Policy, View
 from mcp_gateway.relay import Caller
 from mcp_gateway.upstreams.connection import UpstreamConnection, UpstreamState
 from mcp_gateway.upstreams.lists import ListKind
 from mcp_gateway.upstreams.manager import UpstreamManager
+from mcp_gateway.wire_numbers import keep_number_forms
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +56,9 @@ RESOURCE_NOT_FOUND = -32002
 
 class GatewayServer(Server[Any]):
     """Low-level server with list-changed notifications advertised (the SDK leaves them off over HTTP)."""
+
+    tool_lists: ToolLists
+    """Shaped `tools/list` pages (served by a middleware here, and by the fast path)."""
 
     def create_initialization_options(
         self,
@@ -93,8 +99,10 @@ def build_server(
     async def call_tool(ctx: Ctx, params: types.CallToolRequestParams) -> dict[str, Any]:
         """tools/call: a meta tool of search/code mode, or a tool of an upstream through the call pipeline."""
         try:
-            return await tools.call(
-                identity_of(ctx), params.name, params.arguments, McpChannel(ctx), _forwardable_meta(ctx.meta)
+            return KeepNumberForms.relayed(
+                await tools.call(
+                    identity_of(ctx), params.name, params.arguments, McpChannel(ctx), _forwardable_meta(ctx.meta)
+                )
             )
         except UnknownTool:
             # Hidden and missing tools get the same answer: nothing leaks about what exists.
@@ -244,6 +252,11 @@ def build_server(
 
     manager.on_catalog_change(announce)
     server.middleware.append(ExplainInvalidParams())
+    server.middleware.append(KeepNumberForms())
+    server.tool_lists = ToolLists(lambda items, params: _page(items, params, page_size))
+    server.middleware.append(
+        CachedToolLists(server.tool_lists, lambda ctx: (view(ctx), tools.presentation(identity_of(ctx)))[1])
+    )
     manager.on_resource_updated(resource_updated)
     return server
 
@@ -260,6 +273,33 @@ class ExplainInvalidParams(ServerMiddleware[Any]):
             raise MCPError(INVALID_PARAMS, f"Invalid params for {ctx.method}: " + "; ".join(problems)) from None
 
 
+class KeepNumberForms(ServerMiddleware[Any]):
+    """A relayed result's integers stay integers: the SDK's per-version sieve turns an upstream's
+    `"priority": 1` into `1.0` (see `wire_numbers`). Handlers that relay a wire result hand it to
+    `relayed`; the shaped result the chain returns is then mended against it."""
+
+    _relayed: ClassVar[ContextVar[list[dict[str, Any]] | None]] = ContextVar("mcpgw_relayed_result", default=None)
+
+    async def __call__(self, ctx: Ctx, call_next: CallNext) -> HandlerResult:
+        box: list[dict[str, Any]] = []
+        token = self._relayed.set(box)
+        try:
+            shaped = await call_next(ctx)
+        finally:
+            self._relayed.reset(token)
+        if box and isinstance(shaped, dict):
+            return cast(HandlerResult, keep_number_forms(shaped, box[0]))
+        return shaped
+
+    @classmethod
+    def relayed(cls, result: dict[str, Any]) -> dict[str, Any]:
+        """Note `result` (as the upstream sent it) for the middleware around this request; returns it."""
+        box = cls._relayed.get()
+        if box is not None:
+            box.append(result)
+        return result
+
+
 def _params_path(loc: tuple[int | str, ...]) -> str:
     """`("params", "name")` or `("name",)` → `params.name` (the SDK validates whole requests or just params)."""
     parts = [str(part) for part in loc]
@@ -270,7 +310,7 @@ async def _relayed_or_error(ctx: Ctx, upstream: UpstreamConnection, request: typ
     """A request other than tools/call, relayed for the client of `ctx`: failures become JSON-RPC errors
     (these methods have no tool-error channel)."""
     try:
-        return await send(upstream, request, Caller(McpChannel(ctx), identity_of(ctx)))
+        return KeepNumberForms.relayed(await send(upstream, request, Caller(McpChannel(ctx), identity_of(ctx))))
     except UpstreamError as exc:
         raise MCPError(types.INTERNAL_ERROR, exc.message) from None
 
