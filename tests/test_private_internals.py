@@ -34,6 +34,7 @@ from mcp.shared.message import SessionMessage
 from mcp_gateway.http import sdk_server
 from mcp_gateway.upstreams import _httpx2, _sdk_client
 from mcp_gateway.upstreams.direct import DirectHttp
+from mcp_gateway.upstreams.progress import ProgressRoutes
 from mcp_gateway.upstreams.streams import MergedInbound
 from mcp_gateway.upstreams.transports import _DrainingTransport, _plain_pool
 from tests.conftest import LAB_SERVER, mcp_client, running_gateway, text_of, upstream_process
@@ -90,7 +91,7 @@ async def test_the_sdk_runs_handlers_in_the_sender_context_our_read_stream_repor
         return SessionMessage(types.JSONRPCNotification(jsonrpc="2.0", method="notifications/message", params=params))
 
     async with create_client_server_memory_streams() as ((read, write), (_, server_write)):
-        inbound = MergedInbound(read, anyio.Event())
+        inbound = MergedInbound(read, anyio.Event(), ProgressRoutes("t"))
         async with anyio.create_task_group() as pumps:
             pumps.start_soon(inbound.pump)
             async with ClientSession(inbound, write, logging_callback=on_log):

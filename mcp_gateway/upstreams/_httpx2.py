@@ -13,6 +13,9 @@ copying httpx2 takes four of its internals:
   proxy mounted from the environment must not be bypassed).
 - `httpx2.AsyncHTTPTransport._pool`: the httpcore2 connection pool inside the transport (so the
   SDK's requests and ours share keep-alive connections).
+- that pool's settings (`_http1`, `_proxy`, `_uds`, `_local_address`, `_socket_options`,
+  `_retries`, `_ssl_context`, keep-alive limits): whether `lean_http.LeanPool` may stand in for it
+  (`lean_settings`), and with which TLS context.
 
 Fallback: the pool path is off and the POST goes through the client (`client.stream`), as for
 an upstream with auth or a proxy. `AVAILABLE` is false without the first two;
@@ -23,12 +26,15 @@ error at run time, only slower, so `missing()` names what the installed httpx2 l
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Protocol
 
 import httpcore2
 import httpx2
+
+from mcp_gateway.upstreams.lean_http import LeanSettings
 
 _missing_imports: list[str] = []
 try:
@@ -77,6 +83,32 @@ def connection_pool(transport: httpx2.AsyncHTTPTransport) -> httpcore2.AsyncConn
     return pool if isinstance(pool, httpcore2.AsyncConnectionPool) else None
 
 
+def lean_settings(pool: httpcore2.AsyncConnectionPool, url: httpx2.URL) -> LeanSettings | None:
+    """What a `lean_http.LeanPool` needs to stand in for `pool` for `url`; None unless `pool` is a plain one:
+    HTTP/1.1 over TCP (no proxy, unix socket, local address, socket options or connect retries)."""
+    plain = (
+        type(pool) is httpcore2.AsyncConnectionPool
+        and getattr(pool, "_http1", False) is True
+        and getattr(pool, "_proxy", None) is None
+        and getattr(pool, "_uds", 0) is None
+        and getattr(pool, "_local_address", 0) is None
+        and getattr(pool, "_socket_options", 0) is None
+        and getattr(pool, "_retries", 1) == 0
+    )
+    context = getattr(pool, "_ssl_context", None) if url.scheme == "https" else None
+    if not plain or url.scheme not in ("http", "https") or (url.scheme == "https" and context is None):
+        return None
+    expiry = getattr(pool, "_keepalive_expiry", None)
+    keep = getattr(pool, "_max_keepalive_connections", None)
+    return LeanSettings(
+        host=url.host,
+        port=url.port or (443 if url.scheme == "https" else 80),
+        ssl_context=context if isinstance(context, ssl.SSLContext) else None,
+        keepalive_expiry=expiry if isinstance(expiry, int | float) else None,
+        max_keepalive=keep if isinstance(keep, int) else 20,
+    )
+
+
 def missing() -> list[str]:
     """The internals above that the installed httpx2 lacks (empty when the pool path can work)."""
     gone = list(_missing_imports)
@@ -86,6 +118,9 @@ def missing() -> list[str]:
         gone.append("httpx2._sse._SSEParser.decode/flush")
     if not callable(getattr(httpx2.AsyncClient, "_transport_for_url", None)):
         gone.append("httpx2.AsyncClient._transport_for_url")
-    if connection_pool(httpx2.AsyncHTTPTransport()) is None:
+    pool = connection_pool(httpx2.AsyncHTTPTransport())
+    if pool is None:
         gone.append("httpx2.AsyncHTTPTransport._pool")
+    elif lean_settings(pool, httpx2.URL("http://127.0.0.1:1/")) is None:
+        gone.append("httpcore2.AsyncConnectionPool settings (_http1, _proxy, _uds, _retries, …)")
     return gone

@@ -43,6 +43,7 @@ import codecs
 import contextlib
 import itertools
 import logging
+import os
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, cast
 
@@ -67,6 +68,7 @@ from opentelemetry import propagate
 from pydantic import ValidationError
 
 from mcp_gateway.upstreams import _httpx2, _sdk_client
+from mcp_gateway.upstreams.lean_http import LeanPool, LeanResponse
 
 SESSION_ID_HEADER = "mcp-session-id"
 PROTOCOL_VERSION_HEADER = "mcp-protocol-version"
@@ -74,6 +76,8 @@ _ACCEPT = "application/json, text/event-stream"
 _MAX_EVENT_BYTES = 1024 * 1024 * 64
 _DRAIN_SECONDS = 0.05  # as `transports._DrainOnClose`: let the rest of an SSE answer in, keep the connection
 _httpx_logger = logging.getLogger("httpx2")
+_LEAN = os.environ.get("MCPGW_LEAN_HTTP", "on").lower() not in ("0", "off", "false", "no")
+"""`MCPGW_LEAN_HTTP=off`: direct calls go through httpcore2's pool instead (for comparison and as a way out)."""
 
 OnMessage = Callable[[JSONRPCMessage], Awaitable[None]]
 """Handles a message that arrives on a call's stream before its answer, in the calling task."""
@@ -86,10 +90,18 @@ class NotDirect(Exception):
 class DirectHttp:
     """Plain POSTs on an upstream session the SDK's streamable-HTTP client opened and owns."""
 
-    def __init__(self, client: httpx2.AsyncClient, url: str, pool: httpcore2.AsyncConnectionPool | None = None) -> None:
+    def __init__(
+        self,
+        client: httpx2.AsyncClient,
+        url: str,
+        pool: httpcore2.AsyncConnectionPool | None = None,
+        *,
+        lean: bool = _LEAN,
+    ) -> None:
         """`pool`: the client's connection pool, when a request through the client would only add
         its default and static headers and the trace headers (no auth, no proxy, no other hooks).
-        The POST then goes to the pool directly, see `_raw_request`."""
+        The POST then goes to the pool directly, see `_raw_request` — or, with `lean` and a plain
+        pool, to a `lean_http.LeanPool` with the same settings."""
         self._client = client
         self._url = url
         self._ids = itertools.count(1)
@@ -100,8 +112,20 @@ class DirectHttp:
             scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path
         )
         self._host = parsed.netloc
+        settings = _httpx2.lean_settings(self._pool, parsed) if self._pool is not None and lean else None
+        self._lean = LeanPool(settings, client.timeout.as_dict()) if settings is not None else None
+        """Where the pool path's POSTs go when the httpcore2 pool is a plain one (see `lean_http`)."""
         self.session_id: str | None = None
         self.protocol_version: str | None = None
+
+    @property
+    def _request_line(self) -> bytes:
+        return b"POST " + self._target.target + b" HTTP/1.1\r\n"
+
+    def close(self) -> None:
+        """Close the lean pool's idle connections (the httpcore2 pool closes with its client)."""
+        if self._lean is not None:
+            self._lean.close()
 
     def observe(self, request: httpx2.Request) -> None:
         """Learn the session's headers from a request the SDK sends (it stamps both once initialized)."""
@@ -169,15 +193,20 @@ class DirectHttp:
         merged = httpx2.Headers(self._client.headers)
         merged.update(headers)
         raw_headers = [(b"Host", self._host), (b"Content-Length", str(len(body)).encode()), *merged.raw]
-        request = httpcore2.Request(
-            b"POST",
-            self._target,
-            headers=raw_headers,
-            content=body,
-            extensions={"timeout": self._client.timeout.as_dict()},
-        )
+        response: httpcore2.Response | LeanResponse
         with _httpx2.map_httpcore_exceptions():
-            response = await self._pool.handle_async_request(request)
+            if self._lean is not None:
+                head = b"".join([self._request_line, *[name + b": " + value + b"\r\n" for name, value in raw_headers]])
+                response = await self._lean.post(head + b"\r\n", body)
+            else:
+                request = httpcore2.Request(
+                    b"POST",
+                    self._target,
+                    headers=raw_headers,
+                    content=body,
+                    extensions={"timeout": self._client.timeout.as_dict()},
+                )
+                response = await self._pool.handle_async_request(request)
         body_stream = _Body(response.stream)
         content_type = ""
         try:

@@ -76,7 +76,10 @@ async def _streamable_http(config: HttpUpstream, auth: httpx2.Auth | None) -> As
         streamable_http_client(config.url, http_client=client) as (read, write),
     ):
         transport.direct = DirectHttp(client, config.url, _plain_pool(client, config.url, transport, auth))
-        yield read, write, transport.direct
+        try:
+            yield read, write, transport.direct
+        finally:
+            transport.direct.close()
 
 
 def _plain_pool(
