@@ -22,21 +22,23 @@ VERSION = "2025-11-25"
 ACCEPT = {"accept": "application/json, text/event-stream"}
 
 
-async def open_session(http: httpx2.AsyncClient, url: str, capabilities: dict[str, Any]) -> dict[str, str]:
+async def open_session(
+    http: httpx2.AsyncClient, url: str, capabilities: dict[str, Any], *, version: str = VERSION
+) -> dict[str, str]:
     """A session as a client opens one; the headers every later request of it carries."""
     hello = {
         "jsonrpc": "2.0",
         "id": 0,
         "method": "initialize",
         "params": {
-            "protocolVersion": VERSION,
+            "protocolVersion": version,
             "capabilities": capabilities,
             "clientInfo": {"name": "t", "version": "1"},
         },
     }
     opened = await http.post(url, json=hello, headers=ACCEPT)
     assert opened.status_code == 200, opened.text
-    headers = {**ACCEPT, "mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": VERSION}
+    headers = {**ACCEPT, "mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": version}
     done = await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
     assert done.status_code == 202
     return headers

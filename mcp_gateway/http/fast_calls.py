@@ -19,7 +19,8 @@ tool modes, per-user credentials, failover, one audit record), and the result is
 as the SDK shapes it for that protocol version (`serialize_server_result`), so the bytes the
 client gets are the same either way. A log message the upstream sends before its answer turns
 the answer into an SSE stream (as on the SDK path). Integers the sieve made floats are put back
-(`wire_numbers`), as `mcp_server.KeepNumberForms` does on the SDK path. `MCPGW_FAST_PATH=off` (or
+(`wire_results`: an upstream's result in the upstream's own version is passed through as sent),
+as `mcp_server.RelayAsSent` does on the SDK path. `MCPGW_FAST_PATH=off` (or
 `server.fast_tool_calls: false`) sends every call through the SDK, which the test suite also runs.
 """
 
@@ -36,7 +37,6 @@ import pydantic_core
 from mcp import MCPError
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
-from mcp_types import methods as _methods
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -50,7 +50,7 @@ from mcp_gateway.http.ratelimit import ConcurrentCalls
 from mcp_gateway.http.sdk_server import session_open_for
 from mcp_gateway.http.tool_lists import ToolLists
 from mcp_gateway.identity import identity_in_scope
-from mcp_gateway.wire_numbers import keep_number_forms
+from mcp_gateway.wire_results import shape_result
 
 logger = logging.getLogger(__name__)
 _R = TypeVar("_R")
@@ -250,7 +250,7 @@ class FastCalls:
         try:
             result = await self.tools.call(identity, params["name"], params.get("arguments"), channel)
             try:
-                shaped = keep_number_forms(_methods.serialize_server_result("tools/call", version, result), result)
+                shaped = shape_result("tools/call", version, result)
             except ValidationError:
                 logger.exception("the result of %s is not a valid tools/call result", params["name"])
                 raise MCPError(INTERNAL_ERROR, "Handler returned an invalid result") from None

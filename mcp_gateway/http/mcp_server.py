@@ -39,7 +39,7 @@ from mcp_gateway.relay import Caller
 from mcp_gateway.upstreams.connection import UpstreamConnection, UpstreamState
 from mcp_gateway.upstreams.lists import ListKind
 from mcp_gateway.upstreams.manager import UpstreamManager
-from mcp_gateway.wire_numbers import keep_number_forms
+from mcp_gateway.wire_results import as_sent, keep_number_forms
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def build_server(
     async def call_tool(ctx: Ctx, params: types.CallToolRequestParams) -> dict[str, Any]:
         """tools/call: a meta tool of search/code mode, or a tool of an upstream through the call pipeline."""
         try:
-            return KeepNumberForms.relayed(
+            return RelayAsSent.relayed(
                 await tools.call(
                     identity_of(ctx), params.name, params.arguments, McpChannel(ctx), _forwardable_meta(ctx.meta)
                 )
@@ -121,7 +121,7 @@ def build_server(
                 name=route.original, arguments=params.arguments, _meta=_forwardable_meta(params.meta)
             )
         )
-        return await _relayed_or_error(ctx, manager.connections[route.upstream], request)
+        return RelayAsSent.relayed(await _relayed_or_error(ctx, manager.connections[route.upstream], request))
 
     async def list_resources(ctx: Ctx, params: types.PaginatedRequestParams | None) -> types.ListResourcesResult:
         items, cursor = _page(view(ctx).resources, params, page_size)
@@ -144,7 +144,7 @@ def build_server(
         request = types.ReadResourceRequest(
             params=types.ReadResourceRequestParams(uri=original, _meta=_forwardable_meta(params.meta))
         )
-        result = await _relayed_or_error(ctx, upstream, request)
+        result = RelayAsSent.relayed(await _relayed_or_error(ctx, upstream, request))
         if original != str(params.uri):
             # Keep the contents addressed the way the client asked for them.
             for content in result.get("contents", []):
@@ -213,7 +213,7 @@ def build_server(
         request = types.CompleteRequest(
             params=types.CompleteRequestParams(ref=new_ref, argument=params.argument, context=params.context)
         )
-        return await _relayed_or_error(ctx, upstream, request)
+        return RelayAsSent.relayed(await _relayed_or_error(ctx, upstream, request))
 
     server = GatewayServer(
         "mcpgw",
@@ -252,7 +252,7 @@ def build_server(
 
     manager.on_catalog_change(announce)
     server.middleware.append(ExplainInvalidParams())
-    server.middleware.append(KeepNumberForms())
+    server.middleware.append(RelayAsSent())
     server.tool_lists = ToolLists(lambda items, params: _page(items, params, page_size))
     server.middleware.append(
         CachedToolLists(server.tool_lists, lambda ctx: (view(ctx), tools.presentation(identity_of(ctx)))[1])
@@ -273,10 +273,12 @@ class ExplainInvalidParams(ServerMiddleware[Any]):
             raise MCPError(INVALID_PARAMS, f"Invalid params for {ctx.method}: " + "; ".join(problems)) from None
 
 
-class KeepNumberForms(ServerMiddleware[Any]):
-    """A relayed result's integers stay integers: the SDK's per-version sieve turns an upstream's
-    `"priority": 1` into `1.0` (see `wire_numbers`). Handlers that relay a wire result hand it to
-    `relayed`; the shaped result the chain returns is then mended against it."""
+class RelayAsSent(ServerMiddleware[Any]):
+    """A relayed result goes out as `wire_results.shape_result` shapes it (as the upstream sent it, when
+    that is exactly right), not as the SDK's sieve re-serialised it (`"priority": 1` → `1.0`).
+    Handlers that return an upstream's wire result hand it to `relayed`; the chain's shaped result is
+    then replaced by the one made from it (the same bytes the fast path sends).
+    """
 
     _relayed: ClassVar[ContextVar[list[dict[str, Any]] | None]] = ContextVar("mcpgw_relayed_result", default=None)
 
@@ -288,12 +290,15 @@ class KeepNumberForms(ServerMiddleware[Any]):
         finally:
             self._relayed.reset(token)
         if box and isinstance(shaped, dict):
-            return cast(HandlerResult, keep_number_forms(shaped, box[0]))
+            # Passed through as sent, or else the sieve's result (with the runner's stamps for a
+            # 2026-era version) with the integers put back.
+            relayed = as_sent(ctx.protocol_version, box[0])
+            return relayed if relayed is not None else cast(HandlerResult, keep_number_forms(shaped, box[0]))
         return shaped
 
     @classmethod
     def relayed(cls, result: dict[str, Any]) -> dict[str, Any]:
-        """Note `result` (as the upstream sent it) for the middleware around this request; returns it."""
+        """Note `result` (as the upstream sent it) as the handler's answer, for the middleware; returns it."""
         box = cls._relayed.get()
         if box is not None:
             box.append(result)
@@ -310,7 +315,7 @@ async def _relayed_or_error(ctx: Ctx, upstream: UpstreamConnection, request: typ
     """A request other than tools/call, relayed for the client of `ctx`: failures become JSON-RPC errors
     (these methods have no tool-error channel)."""
     try:
-        return KeepNumberForms.relayed(await send(upstream, request, Caller(McpChannel(ctx), identity_of(ctx))))
+        return await send(upstream, request, Caller(McpChannel(ctx), identity_of(ctx)))
     except UpstreamError as exc:
         raise MCPError(types.INTERNAL_ERROR, exc.message) from None
 

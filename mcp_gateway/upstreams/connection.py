@@ -31,6 +31,7 @@ State machine (each change is kept in `history` and rebuilds the catalog, so cli
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import functools
 import logging
@@ -64,6 +65,7 @@ from mcp_gateway.upstreams.lists import ListKind, fetch_all
 from mcp_gateway.upstreams.progress import ProgressRoutes, with_progress_token
 from mcp_gateway.upstreams.streams import MergedInbound, WatchedStream
 from mcp_gateway.upstreams.transports import Streams, open_transport
+from mcp_gateway.wire_results import RelayedResult
 
 logger = logging.getLogger(__name__)
 
@@ -447,7 +449,8 @@ class UpstreamConnection:
                 direct = self._direct
                 if direct is not None and request.method == "tools/call" and direct[0].ready:
                     try:
-                        return traced.result(await self._direct_request(session, *direct, request))
+                        raw = await self._direct_request(session, *direct, request)
+                        return traced.result(RelayedResult(raw, direct[0].protocol_version))
                     except NotDirect:
                         pass  # the upstream redirects: the SDK follows same-origin redirects
                 result = await session.send_request(
@@ -455,7 +458,8 @@ class UpstreamConnection:
                     _RAW_RESULT,  # type: ignore[type-var]  # a TypeAdapter of dict works at runtime
                     request_read_timeout_seconds=self.config.timeout,
                 )
-                return traced.result(result)
+                # Checked by the SDK client against the negotiated version: may go to clients as sent.
+                return traced.result(RelayedResult(result, self.protocol_version))
             except MCPError as exc:
                 if exc.error.code == REQUEST_TIMEOUT:
                     raise UpstreamTimeout(
@@ -501,7 +505,7 @@ class UpstreamConnection:
                 await inbound.deliver(SessionMessage(message))
 
         try:
-            with anyio.fail_after(self.config.timeout):
+            async with asyncio.timeout(self.config.timeout):  # asyncio's: anyio's scope costs more, per call
                 return await direct.request(request_id, request.method, params, on_message)
         except TimeoutError:
             await self._cancel_upstream(session, request_id, "timed out")

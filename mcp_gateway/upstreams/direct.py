@@ -39,6 +39,7 @@ The SDK and httpx2 internals this takes are reached only through `_sdk_client.py
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import contextlib
 import itertools
@@ -47,7 +48,6 @@ import os
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, cast
 
-import anyio
 import httpcore2
 import httpx2
 import pydantic_core
@@ -117,6 +117,7 @@ class DirectHttp:
         """Where the pool path's POSTs go when the httpcore2 pool is a plain one (see `lean_http`)."""
         self.session_id: str | None = None
         self.protocol_version: str | None = None
+        self._merged_for: tuple[object, list[tuple[bytes, bytes]]] | None = None
 
     @property
     def _request_line(self) -> bytes:
@@ -189,10 +190,7 @@ class DirectHttp:
         other than UTF-8) is wrapped in an `httpx2.Response` and read through it.
         """
         assert self._pool is not None
-        propagate.inject(headers)  # what the client's `inject_trace_headers` request hook adds
-        merged = httpx2.Headers(self._client.headers)
-        merged.update(headers)
-        raw_headers = [(b"Host", self._host), (b"Content-Length", str(len(body)).encode()), *merged.raw]
+        raw_headers = [(b"Host", self._host), (b"Content-Length", str(len(body)).encode()), *self._merged(headers)]
         response: httpcore2.Response | LeanResponse
         with _httpx2.map_httpcore_exceptions():
             if self._lean is not None:
@@ -252,6 +250,26 @@ class DirectHttp:
                     await body_stream.drain()
             finally:
                 await body_stream.aclose()
+
+    def _merged(self, headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+        """The client's headers updated with `headers`, then with the trace headers its request hook adds.
+
+        The first part is the same for every call of a session (same client headers, session id and
+        version): merged once and kept, as long as the client's headers are unchanged.
+        """
+        base = self._client.headers.raw
+        key = (tuple(base), tuple(headers.items()))
+        if self._merged_for is None or self._merged_for[0] != key:
+            merged = httpx2.Headers(self._client.headers)
+            merged.update(headers)
+            self._merged_for = (key, merged.raw)
+        trace: dict[str, str] = {}
+        propagate.inject(trace)  # what the client's `inject_trace_headers` request hook adds
+        if not trace:
+            return self._merged_for[1]
+        traced = httpx2.Headers(self._merged_for[1])
+        traced.update(trace)
+        return traced.raw
 
     async def _answer(
         self,
@@ -320,9 +338,11 @@ class _Body:
     async def drain(self) -> None:
         """What `transports._DrainOnClose` does: the rest of a body being read, briefly."""
         if self._chunks is not None:
-            with anyio.move_on_after(_DRAIN_SECONDS), _httpx2.map_httpcore_exceptions():
-                async for _ in self._chunks:
-                    pass
+            # asyncio's timeout, not anyio's cancel scope: this runs once per call, on the hot path.
+            with contextlib.suppress(TimeoutError), _httpx2.map_httpcore_exceptions():
+                async with asyncio.timeout(_DRAIN_SECONDS):
+                    async for _ in self._chunks:
+                        pass
 
     async def aclose(self) -> None:
         await self._stream.aclose()

@@ -2,7 +2,7 @@
 
 Handing the SDK client a `progress_callback` would be simpler, but its dispatcher calls it with
 `float(progress)` / `float(total)`: an upstream's `{"progress": 1, "total": 4}` would reach the
-client as `1.0` / `4.0` (see `wire_numbers`). So a request that wants progress carries a token of
+client as `1.0` / `4.0` (see `wire_results`). So a request that wants progress carries a token of
 the gateway's own (`mcpgw-progress-<n>`, which cannot collide with the SDK's integer request ids)
 and no callback; the connection's read-stream wrapper (`streams.py`) hands every progress
 notification for such a token to `take` before the SDK sees it (a direct call, `direct.py`,
