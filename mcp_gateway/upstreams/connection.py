@@ -74,6 +74,8 @@ _RAW_RESULT: TypeAdapter[dict[str, Any]] = TypeAdapter(dict[str, Any])
 
 _CANCEL_SECONDS = 2.0
 """Bound on sending the courtesy cancel of an abandoned direct call."""
+_REOPEN_POLL_SECONDS = 0.02
+"""How often a call waiting for a new session (after the upstream forgot ours) looks for it."""
 HISTORY_LENGTH = 50
 """State changes kept per upstream (older ones are dropped)."""
 
@@ -120,6 +122,10 @@ Clock = Callable[[], datetime]
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class SessionLost(UpstreamUnavailable):
+    """The upstream answered 404 for our session: it refused the request before running it."""
 
 
 class UpstreamConnection:
@@ -439,8 +445,34 @@ class UpstreamConnection:
         if progress is not None:
             # Our own token, not the SDK's callback (which would make the upstream's integers floats).
             async with self._progress.route(progress) as token:
-                return await self._request(with_progress_token(request, token), caller)
+                return await self._again_if_session_lost(with_progress_token(request, token), caller)
+        return await self._again_if_session_lost(request, caller)
+
+    async def _again_if_session_lost(self, request: types.ClientRequest, caller: Caller | None) -> dict[str, Any]:
+        """`_request`, sent once more on a new session when the upstream had forgotten ours.
+
+        A 404 for our session id means the upstream refused the request before running it (it
+        restarted, or reaped the session), so sending it again cannot run it twice. The new
+        session is opened at once (`_request` asks for it); if it is not there within the
+        upstream's connect timeout, or is lost again, the caller gets the error.
+        """
+        lost = self._session
+        try:
+            return await self._request(request, caller)
+        except SessionLost:
+            if not await self._reopened_after(lost):
+                raise
+        logger.info("upstream %s: sending %s again on the new session", self.name, request.method)
         return await self._request(request, caller)
+
+    async def _reopened_after(self, lost: ClientSession | None) -> bool:
+        with anyio.move_on_after(min(self.config.connect_timeout, self.config.timeout)):
+            while self._session is None or self._session is lost or self.state is not UpstreamState.CONNECTED:
+                if self._stopping:
+                    return False
+                await anyio.sleep(_REOPEN_POLL_SECONDS)
+            return True
+        return False
 
     async def _request(self, request: types.ClientRequest, caller: Caller | None) -> dict[str, Any]:
         session = self._live_session()
@@ -467,9 +499,10 @@ class UpstreamConnection:
                         f"upstream {self.name!r} did not answer {request.method} within {self.config.timeout:g}s",
                     ) from None
                 if session_gone(exc):
-                    # Rejected before it ran: safe for a replica to take it while we reconnect.
+                    # Rejected before it ran: safe to send again on a new session (or for a replica to take).
                     self.drop(SESSION_GONE)
-                    raise UpstreamUnavailable(
+                    self._reconnect_now.set()  # at once: the upstream is up, it only forgot us
+                    raise SessionLost(
                         self.name, f"upstream {self.name!r} lost its session; reconnecting, try again"
                     ) from None
                 if exc.error.code == CONNECTION_CLOSED:
