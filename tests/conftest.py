@@ -5,14 +5,16 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import asyncpg
 import httpx2
 import pytest
@@ -156,16 +158,12 @@ async def mcp_client(
 
 
 @contextlib.asynccontextmanager
-async def upstream_process(
-    script: Path, transport: str = "http", env: Mapping[str, str] | None = None
-) -> AsyncIterator[str]:
-    """Run an example/test server as its own process; yields its endpoint URL once it accepts connections."""
-    port = free_port()
+async def listening_process(
+    argv: Sequence[str | Path], port: int, env: Mapping[str, str] | None = None
+) -> AsyncIterator[anyio.abc.Process]:
+    """Start `argv` and wait until it accepts connections on `port`; stopped (TERM, then KILL) on the way out."""
     process = await anyio.open_process(
-        [sys.executable, str(script), "--transport", transport, "--port", str(port)],
-        env={**os.environ, **(env or {})},
-        stdout=None,
-        stderr=None,
+        [str(part) for part in argv], env={**os.environ, **(env or {})}, stdout=None, stderr=None
     )
     try:
         with anyio.fail_after(30):
@@ -176,12 +174,12 @@ async def upstream_process(
                     break
                 except OSError:
                     if process.returncode is not None:
-                        raise RuntimeError(f"{script.name} exited with {process.returncode}") from None
+                        raise RuntimeError(f"{Path(argv[1]).name} exited with {process.returncode}") from None
                     await anyio.sleep(0.05)
-        path = "/mcp" if transport == "http" else "/sse"
-        yield f"http://127.0.0.1:{port}{path}"
+        yield process
     finally:
         if process.returncode is None:
+            process.send_signal(signal.SIGCONT)  # a frozen process cannot act on SIGTERM
             process.terminate()
             with anyio.move_on_after(5):
                 await process.wait()
@@ -189,6 +187,18 @@ async def upstream_process(
                 process.kill()
                 await process.wait()
         await process.aclose()
+
+
+@contextlib.asynccontextmanager
+async def upstream_process(
+    script: Path, transport: str = "http", env: Mapping[str, str] | None = None
+) -> AsyncIterator[str]:
+    """Run an example/test server as its own process; yields its endpoint URL once it accepts connections."""
+    port = free_port()
+    argv = [sys.executable, script, "--transport", transport, "--port", str(port)]
+    async with listening_process(argv, port, env):
+        path = "/mcp" if transport == "http" else "/sse"
+        yield f"http://127.0.0.1:{port}{path}"
 
 
 def tool_names(result: Any) -> list[str]:

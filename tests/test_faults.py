@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import sys
 import time
@@ -29,6 +28,7 @@ from tests.conftest import (
     RunningGateway,
     free_port,
     lab,
+    listening_process,
     mcp_client,
     running_gateway,
     text_of,
@@ -54,33 +54,9 @@ FAST: dict[str, Any] = {
 @contextlib.asynccontextmanager
 async def lab_process(port: int, **env: str) -> AsyncIterator[anyio.abc.Process]:
     """The lab server over streamable HTTP on a given port (so it can be restarted on the same one)."""
-    process = await anyio.open_process(
-        [sys.executable, str(LAB_SERVER), "--transport", "http", "--port", str(port)],
-        env={**os.environ, **env},
-        stdout=None,
-        stderr=None,
-    )
-    try:
-        with anyio.fail_after(30):
-            while True:
-                try:
-                    await (await anyio.connect_tcp("127.0.0.1", port)).aclose()
-                    break
-                except OSError:
-                    if process.returncode is not None:
-                        raise RuntimeError(f"lab server exited with {process.returncode}") from None
-                    await anyio.sleep(0.05)
+    argv = [sys.executable, LAB_SERVER, "--transport", "http", "--port", str(port)]
+    async with listening_process(argv, port, env) as process:
         yield process
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGCONT)  # a frozen process cannot act on SIGTERM
-            process.terminate()
-            with anyio.move_on_after(5):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-        await process.aclose()
 
 
 def http_upstream(port: int, **fields: Any) -> dict[str, Any]:

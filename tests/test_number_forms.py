@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
 import httpx2
 import pytest
 
-from tests.conftest import NPM_BIN, ROOT, free_port, running_gateway
+from tests.conftest import NPM_BIN, ROOT, RunningGateway, free_port, listening_process, running_gateway
 from tests.test_fast_calls import call, open_session
 
 pytestmark = pytest.mark.anyio
@@ -39,26 +37,25 @@ def require_everything() -> None:
 @contextlib.asynccontextmanager
 async def everything_over_http() -> AsyncIterator[str]:
     port = free_port()
-    process = await anyio.open_process(
-        [str(NODE), str(EVERYTHING), "streamableHttp"], env={**os.environ, "PORT": str(port)}
-    )
-    try:
-        with anyio.fail_after(30):
-            while True:
-                try:
-                    await (await anyio.connect_tcp("127.0.0.1", port)).aclose()
-                    break
-                except OSError:
-                    assert process.returncode is None, "server-everything exited"
-                    await anyio.sleep(0.05)
+    async with listening_process([NODE, EVERYTHING, "streamableHttp"], port, {"PORT": str(port)}):
         yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        process.terminate()
-        with anyio.move_on_after(5):
-            await process.wait()
-        if process.returncode is None:
-            process.kill()
-        await process.aclose()
+
+
+@contextlib.asynccontextmanager
+async def everything_behind_gateway() -> AsyncIterator[tuple[str, RunningGateway, httpx2.AsyncClient]]:
+    """server-everything over HTTP, and a gateway in front of it as `web` (HTTP) and `local` (stdio)."""
+    require_everything()
+    async with (
+        everything_over_http() as upstream,
+        running_gateway(
+            {
+                "web": {"transport": "http", "url": upstream},
+                "local": {"transport": "stdio", "command": str(NODE), "args": [str(EVERYTHING), "stdio"]},
+            }
+        ) as gw,
+        httpx2.AsyncClient(timeout=30) as http,
+    ):
+        yield upstream, gw, http
 
 
 def messages_of(response: httpx2.Response) -> list[dict[str, Any]]:
@@ -82,17 +79,7 @@ def number_text(value: Any) -> str:
 
 
 async def test_results_keep_integers_on_both_paths_and_transports() -> None:
-    require_everything()
-    async with (
-        everything_over_http() as upstream,
-        running_gateway(
-            {
-                "web": {"transport": "http", "url": upstream},
-                "local": {"transport": "stdio", "command": str(NODE), "args": [str(EVERYTHING), "stdio"]},
-            }
-        ) as gw,
-        httpx2.AsyncClient(timeout=30) as http,
-    ):
+    async with everything_behind_gateway() as (upstream, gw, http):
         fast = gw.gateway.fast
         assert fast is not None
         direct = await open_session(http, upstream, {})
@@ -120,17 +107,7 @@ async def test_results_keep_integers_on_both_paths_and_transports() -> None:
 
 
 async def test_progress_keeps_integers_and_comes_before_the_answer() -> None:
-    require_everything()
-    async with (
-        everything_over_http() as upstream,
-        running_gateway(
-            {
-                "web": {"transport": "http", "url": upstream},
-                "local": {"transport": "stdio", "command": str(NODE), "args": [str(EVERYTHING), "stdio"]},
-            }
-        ) as gw,
-        httpx2.AsyncClient(timeout=30) as http,
-    ):
+    async with everything_behind_gateway() as (_upstream, gw, http):
         session = await open_session(http, gw.url, {})
         for prefix in ("web", "local"):
             body = {
