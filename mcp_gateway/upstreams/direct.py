@@ -113,7 +113,10 @@ class DirectHttp:
         )
         self._host = parsed.netloc
         settings = _httpx2.lean_settings(self._pool, parsed) if self._pool is not None and lean else None
-        self._lean = LeanPool(settings, client.timeout.as_dict()) if settings is not None else None
+        # No per-read timeout on the lean pool: the client's read timeout is a day (streams stay open), and
+        # every direct call runs under the upstream's call timeout (`connection._direct_request`).
+        timeouts = {**client.timeout.as_dict(), "read": None}
+        self._lean = LeanPool(settings, timeouts) if settings is not None else None
         """Where the pool path's POSTs go when the httpcore2 pool is a plain one (see `lean_http`)."""
         self.session_id: str | None = None
         self.protocol_version: str | None = None
