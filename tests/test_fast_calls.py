@@ -54,7 +54,7 @@ async def call(
 CALLS = [
     ("media-render_badge", {"text": "hi"}),  # image
     ("media-beep", {}),  # audio
-    ("media-stats", {"numbers": [1, 2, 3.5]}),  # structuredContent (numbers as the upstream wrote them)
+    ("media-stats", {"numbers": [1, 2, 3.5]}),  # structuredContent, annotations, _meta
     ("media-fail", {"reason": "on purpose"}),  # isError
     ("media-resource_link", {}),  # resource_link
     ("test_embedded_resource", {}),  # embedded resource
@@ -93,6 +93,9 @@ async def test_fast_path_answers_are_byte_for_byte_the_sdk_paths() -> None:
             assert quick.content == slow.content, (name, quick.content[:300], slow.content[:300])
         stats = await call(http, gw.url, plain, "media-stats", {"numbers": [1, 2, 3.5]})
         assert b'"count":3' in stats.content  # an integer stays an integer
+        shaped = stats.json()["result"]
+        assert shaped["_meta"] == {"io.github.mcpgw.examples/computed-from": 3}
+        assert shaped["content"][0]["annotations"]["audience"] == ["user"]
         image = await call(http, gw.url, plain, "media-render_badge", {"text": "x"})
         data = image.json()["result"]["content"][0]
         assert data["type"] == "image" and base64.b64decode(data["data"]).startswith(b"\x89PNG")

@@ -185,7 +185,11 @@ async def stats(args: Mapping[str, Any]) -> types.CallToolResult:
     values = [float(n) for n in numbers]
     result = {"count": len(values), "mean": sum(values) / len(values), "min": min(values), "max": max(values)}
     rendering = ", ".join(f"{key}={value:g}" for key, value in result.items())
-    return types.CallToolResult(content=[types.TextContent(text=rendering)], structured_content=result)
+    # Annotations and `_meta` too, so clients (and the gateway's tests) see every part of a result.
+    text = types.TextContent(text=rendering, annotations=types.Annotations(audience=["user"], priority=1))
+    return types.CallToolResult(
+        content=[text], structured_content=result, _meta={"io.github.mcpgw.examples/computed-from": len(values)}
+    )
 
 
 async def fail(args: Mapping[str, Any]) -> types.CallToolResult:
