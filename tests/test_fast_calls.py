@@ -1,8 +1,8 @@
 """The `/mcp` fast path for plain tools/call (`http/fast_calls.py`): which calls take it, and that they
 get exactly the bytes the SDK path would send.
 
-Raw HTTP sessions (so the bytes can be compared): one whose client declares no capabilities (the
-fast path serves its calls), one that declares `roots` (every call goes through the SDK).
+Raw HTTP sessions (so the bytes can be compared); the same call with a progress token in `_meta`
+takes the SDK path (the tools compared report no progress, so their answers are the same).
 """
 
 from __future__ import annotations
@@ -45,9 +45,17 @@ async def open_session(
 
 
 async def call(
-    http: httpx2.AsyncClient, url: str, headers: dict[str, str], name: str, arguments: dict[str, Any]
+    http: httpx2.AsyncClient,
+    url: str,
+    headers: dict[str, str],
+    name: str,
+    arguments: dict[str, Any],
+    meta: dict[str, Any] | None = None,
 ) -> httpx2.Response:
-    body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
+    params: dict[str, Any] = {"name": name, "arguments": arguments}
+    if meta is not None:
+        params["_meta"] = meta
+    body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params}
     return await http.post(url, json=body, headers=headers)
 
 
@@ -69,36 +77,54 @@ async def test_fast_path_answers_are_byte_for_byte_the_sdk_paths() -> None:
     async with (
         upstream_process(MEDIA_SERVER, "http") as media,
         upstream_process(CONFORMANCE_SERVER, "http") as conformance,
-        running_gateway(
-            {
-                "media": {"transport": "http", "url": media},
-                "conf": {"transport": "http", "url": conformance, "prefix": ""},
-                "lab": lab(),
-            }
-        ) as gw,
-        httpx2.AsyncClient(timeout=30) as http,
     ):
-        fast = gw.gateway.fast
-        assert fast is not None
-        plain = await open_session(http, gw.url, {})
-        with_roots = await open_session(http, gw.url, {"roots": {"listChanged": True}})
-        for name, arguments in CALLS:
+        upstreams = {
+            "media": {"transport": "http", "url": media},
+            "conf": {"transport": "http", "url": conformance, "prefix": ""},
+            "lab": lab(),
+        }
+        async with (
+            running_gateway(upstreams) as gw,
+            running_gateway(upstreams, fast_tool_calls=False) as sdk_gw,
+            httpx2.AsyncClient(timeout=30) as http,
+        ):
+            fast = gw.gateway.fast
+            assert fast is not None and sdk_gw.gateway.fast is None
+            plain = await open_session(http, gw.url, {})
+            other = await open_session(http, sdk_gw.url, {})
+            for name, arguments in CALLS:
+                before = fast.served
+                quick = await call(http, gw.url, plain, name, arguments)
+                assert fast.served == before + 1, f"{name} did not take the fast path"
+                slow = await call(http, sdk_gw.url, other, name, arguments)
+                assert quick.status_code == slow.status_code == 200
+                assert quick.headers["content-type"] == slow.headers["content-type"] == "application/json"
+                assert quick.content == slow.content, (name, quick.content[:300], slow.content[:300])
+            stats = await call(http, gw.url, plain, "media-stats", {"numbers": [1, 2, 3.5]})
+            assert b'"count":3' in stats.content  # an integer stays an integer
+            shaped = stats.json()["result"]
+            assert shaped["_meta"] == {"io.github.mcpgw.examples/computed-from": 3}
+            assert shaped["content"][0]["annotations"]["audience"] == ["user"]
+            image = await call(http, gw.url, plain, "media-render_badge", {"text": "x"})
+            data = image.json()["result"]["content"][0]
+            assert data["type"] == "image" and base64.b64decode(data["data"]).startswith(b"\x89PNG")
+            # With a progress token (as Claude Code sends one): progress on the call's stream, the same
+            # events on both paths, the client's token and the upstream's numbers.
             before = fast.served
-            quick = await call(http, gw.url, plain, name, arguments)
-            assert fast.served == before + 1, f"{name} did not take the fast path"
-            slow = await call(http, gw.url, with_roots, name, arguments)
-            assert fast.served == before + 1, f"{name} took the fast path for a client with roots"
-            assert quick.status_code == slow.status_code == 200
-            assert quick.headers["content-type"] == slow.headers["content-type"] == "application/json"
-            assert quick.content == slow.content, (name, quick.content[:300], slow.content[:300])
-        stats = await call(http, gw.url, plain, "media-stats", {"numbers": [1, 2, 3.5]})
-        assert b'"count":3' in stats.content  # an integer stays an integer
-        shaped = stats.json()["result"]
-        assert shaped["_meta"] == {"io.github.mcpgw.examples/computed-from": 3}
-        assert shaped["content"][0]["annotations"]["audience"] == ["user"]
-        image = await call(http, gw.url, plain, "media-render_badge", {"text": "x"})
-        data = image.json()["result"]["content"][0]
-        assert data["type"] == "image" and base64.b64decode(data["data"]).startswith(b"\x89PNG")
+            streamed = await call(http, gw.url, plain, "lab-progress", {"steps": 3}, meta={"progressToken": "t-1"})
+            assert fast.served == before + 1
+            streamed_sdk = await call(
+                http, sdk_gw.url, other, "lab-progress", {"steps": 3}, meta={"progressToken": "t-1"}
+            )
+            for answer in (streamed, streamed_sdk):
+                assert answer.headers["content-type"] == "text/event-stream"
+            assert sse_messages(streamed) == sse_messages(streamed_sdk)
+            progress = [m["params"] for m in sse_messages(streamed) if m.get("method") == "notifications/progress"]
+            assert [p["progress"] for p in progress] == [1, 2, 3] and {p["progressToken"] for p in progress} == {"t-1"}
+
+
+def sse_messages(response: httpx2.Response) -> list[dict[str, Any]]:
+    return [json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:")]
 
 
 async def test_calls_the_fast_path_must_not_take_go_through_the_sdk() -> None:
@@ -109,19 +135,11 @@ async def test_calls_the_fast_path_must_not_take_go_through_the_sdk() -> None:
         fast = gw.gateway.fast
         assert fast is not None
         plain = await open_session(http, gw.url, {})
-        cases = [
-            # a progress token: the SDK path relays progress
-            {"name": "lab-echo", "arguments": {"text": "x"}, "_meta": {"progressToken": "p1"}},
-        ]
-        for params in cases:
-            body = {"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": params}
-            answer = await http.post(gw.url, json=body, headers=plain)
-            assert answer.status_code == 200, answer.text
+        # A malformed progress token: the SDK decides what it means (it ignores it), not the fast path.
+        bad = await call(http, gw.url, plain, "lab-echo", {"text": "x"}, meta={"progressToken": True})
+        assert bad.status_code == 200
         assert fast.served == 0
-        # A client that declared sampling or elicitation, and a request without a protocol version header.
-        for capabilities in ({"sampling": {}}, {"elicitation": {}}):
-            session = await open_session(http, gw.url, capabilities)
-            assert (await call(http, gw.url, session, "lab-echo", {"text": "x"})).status_code == 200
+        # A request without a protocol version header.
         unversioned = {k: v for k, v in plain.items() if k != "mcp-protocol-version"}
         assert (await call(http, gw.url, unversioned, "lab-echo", {"text": "x"})).status_code == 200
         assert fast.served == 0
@@ -133,6 +151,11 @@ async def test_calls_the_fast_path_must_not_take_go_through_the_sdk() -> None:
             "text"
         ] == "x"
         assert fast.served == 1
+        # Clients that declared sampling, elicitation or roots take it too (questions ride the call's stream).
+        for capabilities in ({"sampling": {}}, {"elicitation": {}}, {"roots": {}}):
+            session = await open_session(http, gw.url, capabilities)
+            assert (await call(http, gw.url, session, "lab-echo", {"text": "x"})).status_code == 200
+        assert fast.served == 4
 
 
 async def test_a_log_message_before_the_answer_makes_the_answer_a_stream() -> None:
@@ -235,3 +258,63 @@ async def keyed_session(http: httpx2.AsyncClient, url: str, key: str) -> dict[st
     done = await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
     assert done.status_code == 202
     return headers
+
+
+async def ask_and_answer(
+    http: httpx2.AsyncClient, url: str, headers: dict[str, str], name: str, reply: dict[str, Any], meta: Any = None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Call `name` and answer what the upstream asks the client on the call's stream with `reply` (a result),
+    as a client does: a POST of the JSON-RPC response. Returns the questions asked and the call's answer."""
+    params: dict[str, Any] = {"name": name, "arguments": {}}
+    if meta is not None:
+        params["_meta"] = meta
+    body = {"jsonrpc": "2.0", "id": 21, "method": "tools/call", "params": params}
+    asked: list[dict[str, Any]] = []
+    async with http.stream("POST", url, json=body, headers=headers) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream"
+        async for line in response.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            message = json.loads(line[5:])
+            if "method" in message and "id" in message:  # a question for the client
+                asked.append(message)
+                answer = {"jsonrpc": "2.0", "id": message["id"], "result": reply}
+                accepted = await http.post(url, json=answer, headers=headers)
+                assert accepted.status_code == 202, accepted.text
+            elif message.get("id") == 21:
+                return asked, message
+    raise AssertionError("the call's stream ended without its answer")
+
+
+async def test_questions_from_the_upstream_ride_the_fast_calls_stream_and_the_answer_comes_back() -> None:
+    async with (
+        running_gateway({"lab": lab()}) as gw,
+        running_gateway({"lab": lab()}, fast_tool_calls=False) as sdk_gw,
+        httpx2.AsyncClient(timeout=30) as http,
+    ):
+        fast = gw.gateway.fast
+        assert fast is not None
+        roots = {"roots": [{"uri": "file:///work/project", "name": "project"}]}
+        with_roots = await open_session(http, gw.url, {"roots": {"listChanged": True}})
+        asked, answer = await ask_and_answer(http, gw.url, with_roots, "lab-ask_roots", roots)
+        assert fast.served == 1  # a client with roots takes the fast path
+        assert [q["method"] for q in asked] == ["roots/list"]
+        assert answer["result"]["content"][0]["text"] == "file:///work/project"
+        assert not fast.answers  # nothing left waiting
+        # The same through the SDK path: the same question, the same answer.
+        sdk_roots = await open_session(http, sdk_gw.url, {"roots": {"listChanged": True}})
+        asked_sdk, answer_sdk = await ask_and_answer(http, sdk_gw.url, sdk_roots, "lab-ask_roots", roots)
+        assert [q["method"] for q in asked_sdk] == ["roots/list"]
+        assert answer_sdk["result"] == answer["result"]
+        # A client that declared no roots is not asked: the upstream hears the refusal, on both paths.
+        plain = await open_session(http, gw.url, {})
+        sdk_plain = await open_session(http, sdk_gw.url, {})
+        refused = (await call(http, gw.url, plain, "lab-ask_roots", {})).json()["result"]
+        refused_sdk = (await call(http, sdk_gw.url, sdk_plain, "lab-ask_roots", {})).json()["result"]
+        assert refused["isError"] and "roots/list failed" in refused["content"][0]["text"]
+        assert refused_sdk["isError"] and "roots/list failed" in refused_sdk["content"][0]["text"]
+        # An answer nobody is waiting for is not taken here: the SDK answers it.
+        stray = await http.post(gw.url, json={"jsonrpc": "2.0", "id": "mcpgw-fast-999", "result": roots}, headers=plain)
+        assert stray.status_code in (202, 400, 404)
+        assert not fast.answers

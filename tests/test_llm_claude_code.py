@@ -215,8 +215,11 @@ async def test_claude_code_with_the_gateways_mcp_added_gets_each_mcp_tool_once_a
         assert gateway.gateway.store is not None
         await gateway.gateway.audit.flush()
         audit = await gateway.gateway.store.list_audit(limit=20)
+        fast = gateway.gateway.fast
     assert code == 0, output
     assert "hello from the lab" in result_of(output)["result"], output
+    # Claude Code declares roots; its tool call still took the fast path (unless switched off).
+    assert fast is None or fast.served == 1
     turns = message_requests(anthropic_mock, "/v1/messages")
     assert len(turns) == 2
     for turn in turns:

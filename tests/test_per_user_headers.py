@@ -79,9 +79,13 @@ async def test_first_call_links_to_a_form_and_the_next_call_carries_the_saved_he
         assert link.startswith(gw.base_url + "/forms/credentials/")
         saved = await fill_form(link, {"X-Api-Token": "alice-secret-token-1"})
         assert saved.status_code == 200 and "return to your client" in saved.text
+        fast = gw.gateway.fast
+        served = fast.served if fast is not None else 0
         second = await whoami(gw, me)
         assert not second.is_error, text_of(second)
         assert second.structured_content == {"token": "alice-secret-token-1"}
+        # A per-user (pooled per identity) upstream takes the fast path like any other (unless it is switched off).
+        assert fast is None or fast.served == served + 1
         # The link worked once.
         async with httpx2.AsyncClient() as browser:
             assert (await browser.get(link)).status_code == 404

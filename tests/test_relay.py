@@ -104,6 +104,9 @@ async def test_sampling_elicitation_and_roots_are_relayed_to_the_calling_client(
         elicited = json.loads(text_of(await c.call_tool("lab-elicit", {"message": "who?"})))
         assert elicited == {"action": "accept", "content": {"name": "Ada"}}
         assert "file:///work/project" in text_of(await c.call_tool("lab-ask_roots", {}))
+        # With the fast path on, all three took it: the questions rode the calls' streams, the SDK client's
+        # answers came back by POST (make test runs this file again with it off: the SDK path).
+        assert gw.gateway.fast is None or gw.gateway.fast.served == 3
 
 
 async def test_server_to_client_requests_go_to_the_right_client_under_concurrency() -> None:
@@ -133,6 +136,7 @@ async def test_server_to_client_requests_go_to_the_right_client_under_concurrenc
         async with anyio.create_task_group() as tg:
             tg.start_soon(run, "alice", alice)
             tg.start_soon(run, "bob", bob)
+        assert gw.gateway.fast is None or gw.gateway.fast.served == 6
     assert results == {"alice": ["alice"] * 3, "bob": ["bob"] * 3}
 
 

@@ -6,15 +6,17 @@ an SSE response that `answers.AnswerAsJson` turns back into JSON — most of the
 call (see `benchmarks/proxy_overhead.py`). `FastCalls` answers the call itself when that is
 plainly equivalent, and hands everything else to the SDK untouched:
 
-- a POST whose body (decoded once, by `guards.EnvelopeGuard`) is one `tools/call` request
-  without `_meta` (no progress token to honour);
+- a POST whose body (decoded once, by `guards.EnvelopeGuard`) is one `tools/call` request (a
+  progress token in its `_meta` is honoured: progress goes on the call's stream; the rest of
+  `_meta` is forwarded as on the SDK path);
 - on an open session of this caller (the SDK's own ownership test) that speaks a handshake-era
-  protocol version (its `mcp-protocol-version` header), whose client declared neither sampling,
-  elicitation nor roots (so nothing the upstream could ask during the call would reach that
-  client on the full path either: here it is refused the same way);
+  protocol version (its `mcp-protocol-version` header), whose initialize request this gateway saw
+  (`SessionFacts`: the client's declared capabilities);
 - with a free slot under `limits.concurrent_calls` (otherwise the SDK path answers the refusal).
 
-The call itself goes through the same pipeline as ever (`caller_tools.CallerTools.call`: policy,
+What the upstream asks the client during the call (roots, sampling, elicitation) goes out on the
+call's response stream and the client's answer comes back by POST, as on the SDK path
+(`fast_channel.py`). The call itself goes through the same pipeline as ever (`caller_tools.CallerTools.call`: policy,
 tool modes, per-user credentials, failover, one audit record), and the result is shaped exactly
 as the SDK shapes it for that protocol version (`serialize_server_result`), so the bytes the
 client gets are the same either way. A log message the upstream sends before its answer turns
@@ -27,7 +29,6 @@ as `mcp_server.RelayAsSent` does on the SDK path. `MCPGW_FAST_PATH=off` (or
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -42,9 +43,9 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_gateway.caller_tools import CallerTools
-from mcp_gateway.channel import OneWayChannel
 from mcp_gateway.errors import UnknownTool
 from mcp_gateway.http.clients import ClientConnections
+from mcp_gateway.http.fast_channel import SESSION_HEADER, ClientAnswers, FastChannel, forwardable_meta
 from mcp_gateway.http.guards import JSONRPC_MESSAGE_KEY
 from mcp_gateway.http.ratelimit import ConcurrentCalls
 from mcp_gateway.http.sdk_server import session_open_for
@@ -55,9 +56,7 @@ from mcp_gateway.wire_results import shape_result
 logger = logging.getLogger(__name__)
 _R = TypeVar("_R")
 
-SESSION_HEADER = b"mcp-session-id"
 VERSION_HEADER = b"mcp-protocol-version"
-_BACK_CHANNEL_CAPABILITIES = ("sampling", "elicitation", "roots")
 _VERSIONS = frozenset(HANDSHAKE_PROTOCOL_VERSIONS)
 _MAX_SESSIONS_REMEMBERED = 100_000
 
@@ -70,7 +69,7 @@ class SessionFacts:
     """
 
     def __init__(self) -> None:
-        self._capabilities: dict[str, Mapping[str, Any]] = {}
+        self._capabilities: dict[str, types.ClientCapabilities] = {}
 
     def record(self, app: ASGIApp) -> ASGIApp:
         """`app` with initialize requests watched for the client's capabilities and its new session id."""
@@ -101,14 +100,18 @@ class SessionFacts:
         return watched
 
     def remember(self, session_id: str, capabilities: Mapping[str, Any]) -> None:
+        try:
+            declared = types.ClientCapabilities.model_validate(capabilities, by_name=False)
+        except ValidationError:
+            return  # the SDK answers what is wrong with them; such a session's calls take the full path
         if len(self._capabilities) >= _MAX_SESSIONS_REMEMBERED:
             self._capabilities.clear()  # sessions the SDK forgot without telling us; their calls take the full path
-        self._capabilities[session_id] = capabilities
+        self._capabilities[session_id] = declared
 
     def forget(self, session_id: str) -> None:
         self._capabilities.pop(session_id, None)
 
-    def capabilities(self, session_id: str) -> Mapping[str, Any] | None:
+    def capabilities(self, session_id: str) -> types.ClientCapabilities | None:
         return self._capabilities.get(session_id)
 
 
@@ -137,19 +140,24 @@ class FastCalls:
         self.limiter = limiter
         self.served = 0
         """Calls answered here (tests check which path a call took)."""
+        self.answers = ClientAnswers()
+        """Questions fast-path calls asked their clients, until the answers come back."""
         self._running: dict[tuple[str, Any], anyio.CancelScope] = {}
         """Calls in progress here by (session id, request id): what a client's `notifications/cancelled` stops."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and await self._list(scope, send):
-            return
+        if scope["type"] == "http" and scope["method"] == "POST":
+            if self.answers and await self._client_answered(scope, send):
+                return
+            if await self._list(scope, send):
+                return
         plan = self._eligible(scope) if scope["type"] == "http" and scope["method"] == "POST" else None
         if plan is None:
             if self._running:
                 self._cancel_if_asked(scope)
             await self.app(scope, receive, send)
             return
-        message, session_id, version = plan
+        message, session_id, version, capabilities = plan
         identity = identity_in_scope(scope)
         assert identity is not None  # eligible only behind the identity middleware
         limiter = self.limiter
@@ -159,7 +167,10 @@ class FastCalls:
         key = (session_id, message["id"])
         try:
             self.served += 1
-            channel = FastChannel(scope, send, session_id)
+            meta = message["params"].get("_meta") or {}
+            channel = FastChannel(
+                scope, send, session_id, version, capabilities, self.answers, progress_token=meta.get("progressToken")
+            )
             with anyio.CancelScope() as scope_of_call:
                 self._running[key] = scope_of_call
                 await self._call(scope, channel, message, version)
@@ -200,9 +211,24 @@ class FastCalls:
         self.listed += 1
         body = b'{"jsonrpc":"2.0","id":' + pydantic_core.to_json(message["id"]) + b',"result":' + page.encoded + b"}"
         # As an event stream, as the SDK answers lists (clients and conformance suites expect its framing).
-        channel = FastChannel(scope, send, session_id)
+        channel = FastChannel(scope, send, session_id, version)
         await channel.event(body)
         await channel.answer(b"")
+        return True
+
+    async def _client_answered(self, scope: Scope, send: Send) -> bool:
+        """A POST carrying the client's response to a question a fast-path call asked: handed to the call,
+        answered 202 (as the SDK answers responses); True when it was one."""
+        message = scope.get("state", {}).get(JSONRPC_MESSAGE_KEY)
+        if not isinstance(message, dict) or "method" in message or ("result" not in message and "error" not in message):
+            return False
+        session_id = next((v.decode("latin-1") for n, v in scope["headers"] if n == SESSION_HEADER), None)
+        if session_id is None or not session_open_for(self.sessions, session_id, scope.get("user")):
+            return False
+        if not self.answers.deliver(session_id, message):
+            return False
+        await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
         return True
 
     def _cancel_if_asked(self, scope: Scope) -> None:
@@ -219,28 +245,29 @@ class FastCalls:
                 if running is not None:
                     running.cancel()
 
-    def _eligible(self, scope: Scope) -> tuple[dict[str, Any], str, str] | None:
+    def _eligible(self, scope: Scope) -> tuple[dict[str, Any], str, str, types.ClientCapabilities] | None:
         message = scope.get("state", {}).get(JSONRPC_MESSAGE_KEY)
         if not isinstance(message, dict) or message.get("method") != "tools/call" or "id" not in message:
             return None
         params = message.get("params")
+        meta = params.get("_meta") if isinstance(params, dict) else None
         if (
             not isinstance(params, dict)
             or not isinstance(params.get("name"), str)
             or not isinstance(params.get("arguments", {}), dict | None)
-            or params.get("_meta") is not None
+            or not (meta is None or (isinstance(meta, dict) and _token_or_none(meta.get("progressToken"))))
         ):
-            return None
+            return None  # the SDK explains what is wrong
         headers = _call_headers(scope)
         if headers is None:
             return None
         session_id, version = headers
         capabilities = self.facts.capabilities(session_id)
-        if capabilities is None or any(capabilities.get(c) is not None for c in _BACK_CHANNEL_CAPABILITIES):
+        if capabilities is None:
             return None
         if identity_in_scope(scope) is None or not session_open_for(self.sessions, session_id, scope.get("user")):
             return None
-        return message, session_id, version
+        return message, session_id, version, capabilities
 
     async def _call(self, scope: Scope, channel: FastChannel, message: dict[str, Any], version: str) -> None:
         params = message["params"]
@@ -248,7 +275,8 @@ class FastCalls:
         identity = identity_in_scope(scope)
         assert identity is not None
         try:
-            result = await self.tools.call(identity, params["name"], params.get("arguments"), channel)
+            meta = forwardable_meta(params.get("_meta"))
+            result = await self.tools.call(identity, params["name"], params.get("arguments"), channel, meta)
             try:
                 shaped = shape_result("tools/call", version, result)
             except ValidationError:
@@ -260,6 +288,11 @@ class FastCalls:
         except MCPError as exc:
             body = _error(request_id, exc.error)
         await channel.answer(pydantic_core.to_json(body))
+
+
+def _token_or_none(token: object) -> bool:
+    """Whether `token` may be a progress token (a string or an integer, not a boolean), or is absent."""
+    return token is None or (isinstance(token, str | int) and not isinstance(token, bool))
 
 
 def _call_headers(scope: Scope) -> tuple[str, str] | None:
@@ -281,77 +314,3 @@ def _call_headers(scope: Scope) -> tuple[str, str] | None:
 
 def _error(request_id: Any, error: types.ErrorData) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": request_id, "error": error.model_dump(by_alias=True, exclude_none=True)}
-
-
-class FastChannel(OneWayChannel):
-    """`ClientChannel` of a fast-path call: the answer is JSON, unless a notification comes first (then SSE).
-
-    Eligible sessions declared no sampling, elicitation or roots, so nothing is asked of the client
-    (`OneWayChannel` refuses, as the SDK path does for such a client).
-    """
-
-    refusal = "this client declared no capability for requests from the server"
-
-    __slots__ = ("_key", "_scope", "_send", "_session_id", "_streaming", "answered")
-
-    def __init__(self, scope: Scope, send: Send, session_id: str) -> None:
-        self._scope = scope
-        self._send = send
-        self._session_id = session_id
-        self._key = sys.intern("mcp-session:" + session_id)
-        """One object per session: the relay compares connection keys by identity."""
-        self._streaming = False
-        self.answered = False
-
-    @property
-    def connection_key(self) -> object:
-        return self._key
-
-    @property
-    def base_url(self) -> str | None:
-        headers = dict(self._scope["headers"])
-        host = headers.get(b"host", b"").decode("latin-1")
-        return f"{self._scope.get('scheme', 'http')}://{host}" if host else None
-
-    async def notify(self, notification: types.ServerNotification) -> None:
-        data = notification.model_dump(by_alias=True, mode="json", exclude_none=True)
-        await self.event(pydantic_core.to_json({"jsonrpc": "2.0", **data}))
-
-    async def answer(self, body: bytes) -> None:
-        """The response: a JSON body, or the last event of the stream once one was sent (`b""`: just the end)."""
-        self.answered = True
-        if self._streaming:
-            if body:
-                await self.event(body)
-            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
-            return
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (SESSION_HEADER, self._session_id.encode("latin-1")),
-        ]
-        await self._send({"type": "http.response.start", "status": 200, "headers": headers})
-        await self._send({"type": "http.response.body", "body": body, "more_body": False})
-
-    async def end(self) -> None:
-        """Close the answer without a message (a cancelled call)."""
-        if not self._streaming:
-            await self.event(b"", start_only=True)
-        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    async def event(self, data: bytes, *, start_only: bool = False) -> None:
-        """One SSE event (the response becomes a stream, framed as the SDK frames its streams)."""
-        if not self._streaming:
-            self._streaming = True
-            headers = [
-                (b"cache-control", b"no-cache, no-transform"),
-                (b"content-type", b"text/event-stream"),
-                (SESSION_HEADER, self._session_id.encode("latin-1")),
-                (b"x-accel-buffering", b"no"),
-            ]
-            await self._send({"type": "http.response.start", "status": 200, "headers": headers})
-        if start_only:
-            return
-        await self._send(
-            {"type": "http.response.body", "body": b"event: message\r\ndata: " + data + b"\r\n\r\n", "more_body": True}
-        )

@@ -30,6 +30,7 @@ from mcp_gateway.calls import send
 from mcp_gateway.catalog import explicit_uri
 from mcp_gateway.errors import UnknownTool, UpstreamError
 from mcp_gateway.http.clients import ClientConnections
+from mcp_gateway.http.fast_channel import forwardable_meta
 from mcp_gateway.http.identify import identity_of
 from mcp_gateway.http.sdk_server import connection_of
 from mcp_gateway.http.tool_lists import CachedToolLists, ToolLists
@@ -47,9 +48,6 @@ Ctx = ServerRequestContext[Any, Any]
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
-# Envelope keys the SDK stamps per hop; forwarding the client's would confuse the upstream session.
-_HOP_META_KEYS = frozenset({"progress_token", "progressToken"})
-_RESERVED_META_PREFIX = "io.modelcontextprotocol/"
 RESOURCE_NOT_FOUND = -32002
 """The code MCP 2025-06-18/2025-11-25 define for an unknown resource URI."""
 
@@ -101,7 +99,7 @@ def build_server(
         try:
             return RelayAsSent.relayed(
                 await tools.call(
-                    identity_of(ctx), params.name, params.arguments, McpChannel(ctx), _forwardable_meta(ctx.meta)
+                    identity_of(ctx), params.name, params.arguments, McpChannel(ctx), forwardable_meta(ctx.meta)
                 )
             )
         except UnknownTool:
@@ -118,7 +116,7 @@ def build_server(
             raise MCPError(INVALID_PARAMS, f"Unknown prompt: {params.name}")
         request = types.GetPromptRequest(
             params=types.GetPromptRequestParams(
-                name=route.original, arguments=params.arguments, _meta=_forwardable_meta(params.meta)
+                name=route.original, arguments=params.arguments, _meta=forwardable_meta(params.meta)
             )
         )
         return RelayAsSent.relayed(await _relayed_or_error(ctx, manager.connections[route.upstream], request))
@@ -142,7 +140,7 @@ def build_server(
     async def read_resource(ctx: Ctx, params: types.ReadResourceRequestParams) -> dict[str, Any]:
         upstream, original = resource_upstream(ctx, str(params.uri))
         request = types.ReadResourceRequest(
-            params=types.ReadResourceRequestParams(uri=original, _meta=_forwardable_meta(params.meta))
+            params=types.ReadResourceRequestParams(uri=original, _meta=forwardable_meta(params.meta))
         )
         result = RelayAsSent.relayed(await _relayed_or_error(ctx, upstream, request))
         if original != str(params.uri):
@@ -381,13 +379,6 @@ def _template_owner(manager: UpstreamManager, uri_template: str) -> UpstreamConn
         if template == uri_template:
             return manager.connections[owner]
     raise MCPError(INVALID_PARAMS, f"Unknown resource template: {uri_template}")
-
-
-def _forwardable_meta(meta: types.RequestParamsMeta | None) -> types.RequestParamsMeta | None:
-    if not meta:
-        return None
-    kept = {k: v for k, v in meta.items() if k not in _HOP_META_KEYS and not k.startswith(_RESERVED_META_PREFIX)}
-    return types.RequestParamsMeta(**kept) if kept else None  # type: ignore[typeddict-item]
 
 
 def _page(items: tuple[_T, ...], params: types.PaginatedRequestParams | None, size: int) -> tuple[list[_T], str | None]:

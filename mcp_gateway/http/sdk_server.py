@@ -15,6 +15,7 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, authorizat
 from mcp.server.connection import Connection
 from mcp.server.session import ServerSession
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp_types import ClientCapabilities
 
 
 class SdkInternalsChanged(RuntimeError):
@@ -59,6 +60,24 @@ def session_open_for(sessions: StreamableHTTPSessionManager, session_id: str, us
         return False
     requestor = authorization_context(user) if isinstance(user, AuthenticatedUser) else None
     return bool(requestor == owners.get(session_id))
+
+
+def client_declares(declared: ClientCapabilities, wanted: ClientCapabilities) -> bool:
+    """The SDK's own test of whether a client that declared `declared` supports `wanted`
+    (`Connection.check_capability`, run on the capabilities alone: the fast path has no `Connection`)."""
+    check = getattr(Connection, "check_capability", None)
+    if check is None:
+        raise SdkInternalsChanged("Connection.check_capability is gone: update mcp_gateway/http/sdk_server.py")
+    return bool(check(_Declared(declared), wanted))
+
+
+class _Declared:
+    """What `Connection.check_capability` reads of a connection."""
+
+    __slots__ = ("client_capabilities",)
+
+    def __init__(self, capabilities: ClientCapabilities) -> None:
+        self.client_capabilities = capabilities
 
 
 def open_sessions(sessions: StreamableHTTPSessionManager) -> int:
