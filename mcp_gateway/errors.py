@@ -16,6 +16,7 @@ Hierarchy::
     │                                                                  RotationFailed)
     └── UpstreamError          something went wrong talking to one upstream server
         ├── UpstreamUnavailable    not connected (failed to start, crashed, disconnected)
+        │   └── SessionLost            it answered 404 for our session: refused before running anything
         ├── UpstreamTimeout        did not answer within its configured call timeout
         └── CredentialError        a per-user upstream cannot be called as this caller (yet)
             ├── IdentityRequired       the caller is anonymous: there is nobody to hold a credential
@@ -97,6 +98,11 @@ class UpstreamUnavailable(UpstreamError):
     def __init__(self, upstream: str, message: str, *, sent: bool = False) -> None:
         super().__init__(upstream, message)
         self.sent = sent
+
+
+class SessionLost(UpstreamUnavailable):
+    """The upstream answered 404 for our session (it restarted, or reaped it): the request was refused
+    before it ran, so it may be sent again on a new session."""
 
 
 class UpstreamTimeout(UpstreamError):

@@ -71,9 +71,72 @@ class UpstreamCall:
 _UNTRACED = nullcontext(UpstreamCall(None))
 
 
+def tracing_configured() -> bool:
+    """Whether an OpenTelemetry SDK is set up in this process (spans are recorded and exported)."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+_sdk_tracer = trace.get_tracer("mcp-python-sdk")
+"""The MCP SDK's tracer name: the `/mcp` fast path's SERVER spans look exactly like the SDK's."""
+
+
+def request_span(
+    method: str, target: str | None, request_id: object, version: str, meta: Mapping[str, Any] | None
+) -> AbstractContextManager[trace.Span | None]:
+    """The SERVER span the SDK's `OpenTelemetryMiddleware` makes for a request, for requests the `/mcp`
+    fast path answers without the SDK: same name, attributes and parent (the caller's trace context
+    in `_meta`). Nothing at all when no OpenTelemetry SDK is configured."""
+    if not tracing_configured():
+        return nullcontext(None)
+    attributes: dict[str, Any] = {
+        "mcp.method.name": method,
+        "mcp.protocol.version": version,
+        "jsonrpc.request.id": str(request_id),
+    }
+    if method == "tools/call":
+        attributes["gen_ai.operation.name"] = "execute_tool"
+        if target is not None:
+            attributes["gen_ai.tool.name"] = target
+    return _sdk_tracer.start_as_current_span(
+        f"{method} {target}" if target else method,
+        kind=SpanKind.SERVER,
+        attributes=attributes,
+        context=_trace_context(meta),
+        record_exception=False,
+        set_status_on_exception=False,
+    )
+
+
+def request_outcome(span: trace.Span | None, answer: Mapping[str, Any]) -> None:
+    """Mark a request span as the SDK's middleware marks it: a JSON-RPC error, or a tool error."""
+    if span is None:
+        return
+    error = answer.get("error")
+    if isinstance(error, Mapping):
+        code = str(error.get("code"))
+        span.set_attributes({"error.type": code, "rpc.response.status_code": code})
+        span.set_status(StatusCode.ERROR, str(error.get("message", "")))
+        return
+    result = answer.get("result")
+    if isinstance(result, Mapping) and result.get("isError") is True:
+        span.set_attribute("error.type", "tool_error")
+        span.set_status(StatusCode.ERROR)
+
+
+def _trace_context(meta: Mapping[str, Any] | None) -> Any:
+    """The caller's W3C trace context from `_meta`; None (parent: the ambient context) when it has none."""
+    if not meta:
+        return None
+    try:
+        context = propagate.extract(meta)
+    except (ValueError, TypeError):
+        return None
+    return context if trace.get_current_span(context).get_span_context().is_valid else None
+
+
 def upstream_span(upstream: str, transport: str, request: ClientRequest) -> AbstractContextManager[UpstreamCall]:
     """A CLIENT span around one request to an upstream, e.g. `tools/call search` on upstream `github`."""
-    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+    if not tracing_configured():
         # No SDK configured: skip even the API's no-op span (about 10 µs a call). Trace context
         # from the client still flows on through the SDK's own per-message span.
         return _UNTRACED

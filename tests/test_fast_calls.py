@@ -14,6 +14,7 @@ from typing import Any
 import httpx2
 import pytest
 
+from mcp_gateway.http import fast_channel
 from tests.conftest import CONFORMANCE_SERVER, MEDIA_SERVER, lab, running_gateway, upstream_process
 
 pytestmark = pytest.mark.anyio
@@ -318,3 +319,23 @@ async def test_questions_from_the_upstream_ride_the_fast_calls_stream_and_the_an
         stray = await http.post(gw.url, json={"jsonrpc": "2.0", "id": "mcpgw-fast-999", "result": roots}, headers=plain)
         assert stray.status_code in (202, 400, 404)
         assert not fast.answers
+
+
+async def test_a_long_call_gets_keep_alive_comments_then_its_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the SDK's streams: a comment every interval (15 s; shortened here), so idle timeouts never cut a call."""
+    monkeypatch.setattr(fast_channel, "KEEP_ALIVE_SECONDS", 0.2)
+    async with running_gateway({"lab": lab()}) as gw, httpx2.AsyncClient(timeout=30) as http:
+        fast = gw.gateway.fast
+        assert fast is not None
+        plain = await open_session(http, gw.url, {})
+        slow = await call(http, gw.url, plain, "lab-slow", {"seconds": 1})
+        assert fast.served == 1
+        assert slow.headers["content-type"] == "text/event-stream"
+        lines = slow.text.splitlines()
+        assert sum(line.startswith(": ping") for line in lines) >= 3
+        assert json.loads(next(line[5:] for line in lines if line.startswith("data:")))["result"]["content"][0] == {
+            "type": "text",
+            "text": "done",
+        }
+        quick = await call(http, gw.url, plain, "lab-echo", {"text": "x"})  # a quick call stays plain JSON
+        assert quick.headers["content-type"] == "application/json"

@@ -21,7 +21,10 @@ tool modes, per-user credentials, failover, one audit record), and the result is
 as the SDK shapes it for that protocol version (`serialize_server_result`), so the bytes the
 client gets are the same either way. A log message the upstream sends before its answer turns
 the answer into an SSE stream (as on the SDK path). Integers the sieve made floats are put back
-(`wire_results`: an upstream's result in the upstream's own version is passed through as sent),
+(`wire_results`: an upstream's result in the upstream's own version is passed through as sent).
+A call still running after 15 s gets a keep-alive comment every 15 s (its answer becomes a stream),
+as the SDK's streams do, so proxies with an idle timeout never cut it. With an OpenTelemetry SDK
+configured, the call gets the SERVER span the SDK would make (`tracing.request_span`);
 as `mcp_server.RelayAsSent` does on the SDK path. `MCPGW_FAST_PATH=off` (or
 `server.fast_tool_calls: false`) sends every call through the SDK, which the test suite also runs.
 """
@@ -51,6 +54,7 @@ from mcp_gateway.http.ratelimit import ConcurrentCalls
 from mcp_gateway.http.sdk_server import session_open_for
 from mcp_gateway.http.tool_lists import ToolLists
 from mcp_gateway.identity import identity_in_scope
+from mcp_gateway.tracing import request_outcome, request_span
 from mcp_gateway.wire_results import shape_result
 
 logger = logging.getLogger(__name__)
@@ -171,11 +175,15 @@ class FastCalls:
             channel = FastChannel(
                 scope, send, session_id, version, capabilities, self.answers, progress_token=meta.get("progressToken")
             )
-            with anyio.CancelScope() as scope_of_call:
-                self._running[key] = scope_of_call
-                await self._call(scope, channel, message, version)
-            if not channel.answered:
-                await channel.end()  # cancelled by the client: no answer (as the spec says), just the end
+            channel.keep_alive()
+            try:
+                with anyio.CancelScope() as scope_of_call:
+                    self._running[key] = scope_of_call
+                    await self._call(scope, channel, message, version)
+                if not channel.answered:
+                    await channel.end()  # cancelled by the client: no answer (as the spec says), just the end
+            finally:
+                await channel.stop_keeping_alive()
         finally:
             self._running.pop(key, None)
             if limiter is not None:
@@ -274,19 +282,22 @@ class FastCalls:
         request_id = message["id"]
         identity = identity_in_scope(scope)
         assert identity is not None
-        try:
-            meta = forwardable_meta(params.get("_meta"))
-            result = await self.tools.call(identity, params["name"], params.get("arguments"), channel, meta)
+        with request_span("tools/call", params["name"], request_id, version, params.get("_meta")) as span:
             try:
-                shaped = shape_result("tools/call", version, result)
-            except ValidationError:
-                logger.exception("the result of %s is not a valid tools/call result", params["name"])
-                raise MCPError(INTERNAL_ERROR, "Handler returned an invalid result") from None
-            body: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "result": shaped}
-        except UnknownTool:
-            body = _error(request_id, types.ErrorData(code=INVALID_PARAMS, message=f"Unknown tool: {params['name']}"))
-        except MCPError as exc:
-            body = _error(request_id, exc.error)
+                meta = forwardable_meta(params.get("_meta"))
+                result = await self.tools.call(identity, params["name"], params.get("arguments"), channel, meta)
+                try:
+                    shaped = shape_result("tools/call", version, result)
+                except ValidationError:
+                    logger.exception("the result of %s is not a valid tools/call result", params["name"])
+                    raise MCPError(INTERNAL_ERROR, "Handler returned an invalid result") from None
+                body: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "result": shaped}
+            except UnknownTool:
+                unknown = types.ErrorData(code=INVALID_PARAMS, message=f"Unknown tool: {params['name']}")
+                body = _error(request_id, unknown)
+            except MCPError as exc:
+                body = _error(request_id, exc.error)
+            request_outcome(span, body)
         await channel.answer(pydantic_core.to_json(body))
 
 

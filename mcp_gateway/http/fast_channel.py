@@ -11,10 +11,12 @@ refused without asking, as before.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import sys
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import anyio
@@ -30,6 +32,8 @@ from mcp_gateway.http.sdk_server import client_declares
 
 _R = TypeVar("_R")
 SESSION_HEADER = b"mcp-session-id"
+KEEP_ALIVE_SECONDS = 15.0
+"""As the SDK's event streams (sse_starlette's default ping interval)."""
 _NEEDS: Mapping[str, types.ClientCapabilities] = {
     "roots/list": types.ClientCapabilities(roots=types.RootsCapability()),
     "sampling/createMessage": types.ClientCapabilities(sampling=types.SamplingCapability()),
@@ -105,10 +109,13 @@ class FastChannel(OneWayChannel):
         "_answers",
         "_capabilities",
         "_key",
+        "_pinger",
         "_progress_token",
         "_scope",
         "_send",
+        "_sending",
         "_streaming",
+        "_timer",
         "_version",
         "answered",
         "session_id",
@@ -135,6 +142,40 @@ class FastChannel(OneWayChannel):
         """One object per session: the relay compares connection keys by identity."""
         self._streaming = False
         self.answered = False
+        self._sending = asyncio.Lock()
+        """One message at a time: the keep-alive task and the call's own messages share the response."""
+        self._timer: asyncio.TimerHandle | None = None
+        self._pinger: asyncio.Task[None] | None = None
+
+    def keep_alive(self) -> None:
+        """Once the call has run `KEEP_ALIVE_SECONDS`, a comment every `KEEP_ALIVE_SECONDS` (as the SDK's
+        streams send), so a proxy's idle timeout never cuts a long call. A timer, not a task, until then."""
+        self._timer = asyncio.get_running_loop().call_later(KEEP_ALIVE_SECONDS, self._start_pinging)
+
+    def _start_pinging(self) -> None:
+        self._timer = None
+        if not self.answered:
+            self._pinger = asyncio.get_running_loop().create_task(self._ping(), name="mcpgw-fast-keepalive")
+
+    async def _ping(self) -> None:
+        while not self.answered:
+            async with self._sending:
+                if self.answered:
+                    return
+                await self._start_stream()
+                comment = f": ping - {datetime.now(UTC)}\r\n\r\n".encode()
+                await self._send({"type": "http.response.body", "body": comment, "more_body": True})
+            await asyncio.sleep(KEEP_ALIVE_SECONDS)
+
+    async def stop_keeping_alive(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        pinger, self._pinger = self._pinger, None
+        if pinger is not None:
+            pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pinger
 
     @property
     def connection_key(self) -> object:
@@ -194,28 +235,40 @@ class FastChannel(OneWayChannel):
 
     async def answer(self, body: bytes) -> None:
         """The response: a JSON body, or the last event of the stream once one was sent (`b""`: just the end)."""
-        self.answered = True
-        if self._streaming:
-            if body:
-                await self.event(body)
-            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
-            return
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (SESSION_HEADER, self.session_id.encode("latin-1")),
-        ]
-        await self._send({"type": "http.response.start", "status": 200, "headers": headers})
-        await self._send({"type": "http.response.body", "body": body, "more_body": False})
+        async with self._sending:
+            self.answered = True
+            if self._streaming:
+                if body:
+                    await self._event(body)
+                await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (SESSION_HEADER, self.session_id.encode("latin-1")),
+            ]
+            await self._send({"type": "http.response.start", "status": 200, "headers": headers})
+            await self._send({"type": "http.response.body", "body": body, "more_body": False})
 
     async def end(self) -> None:
         """Close the answer without a message (a cancelled call)."""
-        if not self._streaming:
-            await self.event(b"", start_only=True)
-        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+        async with self._sending:
+            self.answered = True
+            await self._start_stream()
+            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def event(self, data: bytes, *, start_only: bool = False) -> None:
+    async def event(self, data: bytes) -> None:
         """One SSE event (the response becomes a stream, framed as the SDK frames its streams)."""
+        async with self._sending:
+            await self._event(data)
+
+    async def _event(self, data: bytes) -> None:
+        await self._start_stream()
+        await self._send(
+            {"type": "http.response.body", "body": b"event: message\r\ndata: " + data + b"\r\n\r\n", "more_body": True}
+        )
+
+    async def _start_stream(self) -> None:
         if not self._streaming:
             self._streaming = True
             headers = [
@@ -225,8 +278,3 @@ class FastChannel(OneWayChannel):
                 (b"x-accel-buffering", b"no"),
             ]
             await self._send({"type": "http.response.start", "status": 200, "headers": headers})
-        if start_only:
-            return
-        await self._send(
-            {"type": "http.response.body", "body": b"event: message\r\ndata: " + data + b"\r\n\r\n", "more_body": True}
-        )

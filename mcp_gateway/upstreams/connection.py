@@ -54,7 +54,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from mcp_gateway import __version__
 from mcp_gateway.config import HttpUpstream, SseUpstream, StdioUpstream
-from mcp_gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from mcp_gateway.errors import SessionLost, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from mcp_gateway.relay import Caller, InFlight, RelayToCaller
 from mcp_gateway.supervisor import Supervisor
 from mcp_gateway.tracing import upstream_span
@@ -122,10 +122,6 @@ Clock = Callable[[], datetime]
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class SessionLost(UpstreamUnavailable):
-    """The upstream answered 404 for our session: it refused the request before running it."""
 
 
 class UpstreamConnection:
