@@ -16,24 +16,24 @@ plainly equivalent, and hands everything else to the SDK untouched:
 
 What the upstream asks the client during the call (roots, sampling, elicitation) goes out on the
 call's response stream and the client's answer comes back by POST, as on the SDK path
-(`fast_channel.py`). The call itself goes through the same pipeline as ever (`caller_tools.CallerTools.call`: policy,
-tool modes, per-user credentials, failover, one audit record), and the result is shaped exactly
-as the SDK shapes it for that protocol version (`serialize_server_result`), so the bytes the
-client gets are the same either way. A log message the upstream sends before its answer turns
-the answer into an SSE stream (as on the SDK path). Integers the sieve made floats are put back
-(`wire_results`: an upstream's result in the upstream's own version is passed through as sent).
-A call still running after 15 s gets a keep-alive comment every 15 s (its answer becomes a stream),
-as the SDK's streams do, so proxies with an idle timeout never cut it. With an OpenTelemetry SDK
-configured, the call gets the SERVER span the SDK would make (`tracing.request_span`);
-as `mcp_server.RelayAsSent` does on the SDK path. `MCPGW_FAST_PATH=off` (or
-`server.fast_tool_calls: false`) sends every call through the SDK, which the test suite also runs.
+(`fast_channel.py`). The call itself goes through the same pipeline as ever
+(`caller_tools.CallerTools.call`: policy, tool modes, per-user credentials, failover, one audit
+record), and the result is shaped by `wire_results.shape_result`, as `mcp_server.RelayAsSent`
+shapes it on the SDK path, so the bytes the client gets are the same either way. A message sent
+before the answer (a log message, progress, a question) turns the answer into an SSE stream (as on
+the SDK path); so does a call still running after 15 s, which then gets a keep-alive comment every
+15 s, as the SDK's streams do, so proxies with an idle timeout never cut it. With an OpenTelemetry
+SDK configured, the call gets the SERVER span the SDK would make (`tracing.request_span`).
+A session's later `tools/list` requests are answered here too, from the view's cached page
+(`tool_lists.py`). `MCPGW_FAST_PATH=off` (or `server.fast_tool_calls: false`) sends every request
+through the SDK, which the test suite also runs.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import mcp_types as types
@@ -58,8 +58,6 @@ from mcp_gateway.tracing import request_outcome, request_span
 from mcp_gateway.wire_results import shape_result
 
 logger = logging.getLogger(__name__)
-_R = TypeVar("_R")
-
 VERSION_HEADER = b"mcp-protocol-version"
 _VERSIONS = frozenset(HANDSHAKE_PROTOCOL_VERSIONS)
 _MAX_SESSIONS_REMEMBERED = 100_000
@@ -81,9 +79,9 @@ class SessionFacts:
         async def watched(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] == "http" and scope["method"] == "DELETE":
                 await app(scope, receive, send)
-                for name, value in scope["headers"]:
-                    if name == SESSION_HEADER:
-                        self.forget(value.decode("latin-1"))
+                session_id = _session_of(scope)
+                if session_id is not None:
+                    self.forget(session_id)
                 return
             message = scope.get("state", {}).get(JSONRPC_MESSAGE_KEY) if scope["type"] == "http" else None
             if not isinstance(message, dict) or message.get("method") != "initialize":
@@ -150,15 +148,21 @@ class FastCalls:
         """Calls in progress here by (session id, request id): what a client's `notifications/cancelled` stops."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            if self.answers and await self._client_answered(scope, send):
-                return
-            if await self._list(scope, send):
-                return
-        plan = self._eligible(scope) if scope["type"] == "http" and scope["method"] == "POST" else None
+        message = scope.get("state", {}).get(JSONRPC_MESSAGE_KEY) if scope["type"] == "http" else None
+        plan = None
+        if isinstance(message, dict) and scope["method"] == "POST":
+            method = message.get("method")
+            if method == "tools/call":
+                plan = self._eligible(scope, message)
+            elif method == "tools/list":
+                if await self._list(scope, send, message):
+                    return
+            elif method is None:
+                if self.answers and await self._client_answered(scope, send, message):
+                    return
+            elif method == "notifications/cancelled" and self._running:
+                self._cancel_if_asked(scope, message)  # the notification still goes on to the SDK
         if plan is None:
-            if self._running:
-                self._cancel_if_asked(scope)
             await self.app(scope, receive, send)
             return
         message, session_id, version, capabilities = plan
@@ -189,13 +193,10 @@ class FastCalls:
             if limiter is not None:
                 limiter.leave(identity.key)
 
-    async def _list(self, scope: Scope, send: Send) -> bool:
+    async def _list(self, scope: Scope, send: Send, message: dict[str, Any]) -> bool:
         """Answer a `tools/list` from the view's cached page, when the session is one the SDK path has
         already registered for `list_changed` (its first list goes there); True when answered."""
-        message = scope.get("state", {}).get(JSONRPC_MESSAGE_KEY)
-        if self.lists is None or self.clients is None or not isinstance(message, dict):
-            return False
-        if message.get("method") != "tools/list" or "id" not in message:
+        if self.lists is None or self.clients is None or "id" not in message:
             return False
         params = message.get("params")
         if params is None:
@@ -224,13 +225,12 @@ class FastCalls:
         await channel.answer(b"")
         return True
 
-    async def _client_answered(self, scope: Scope, send: Send) -> bool:
+    async def _client_answered(self, scope: Scope, send: Send, message: dict[str, Any]) -> bool:
         """A POST carrying the client's response to a question a fast-path call asked: handed to the call,
         answered 202 (as the SDK answers responses); True when it was one."""
-        message = scope.get("state", {}).get(JSONRPC_MESSAGE_KEY)
-        if not isinstance(message, dict) or "method" in message or ("result" not in message and "error" not in message):
+        if "result" not in message and "error" not in message:
             return False
-        session_id = next((v.decode("latin-1") for n, v in scope["headers"] if n == SESSION_HEADER), None)
+        session_id = _session_of(scope)
         if session_id is None or not session_open_for(self.sessions, session_id, scope.get("user")):
             return False
         if not self.answers.deliver(session_id, message):
@@ -239,23 +239,20 @@ class FastCalls:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return True
 
-    def _cancel_if_asked(self, scope: Scope) -> None:
+    def _cancel_if_asked(self, scope: Scope, message: dict[str, Any]) -> None:
         """A client's `notifications/cancelled` for a call running here stops it (and so the upstream call,
         which sends its own cancel upstream); the notification still goes on to the SDK, which answers it."""
-        message = scope.get("state", {}).get(JSONRPC_MESSAGE_KEY) if scope["type"] == "http" else None
-        if not isinstance(message, dict) or message.get("method") != "notifications/cancelled":
-            return
         params = message.get("params")
         request_id = params.get("requestId") if isinstance(params, dict) else None
-        for name, value in scope["headers"]:
-            if name == SESSION_HEADER:
-                running = self._running.get((value.decode("latin-1"), request_id))
-                if running is not None:
-                    running.cancel()
+        session_id = _session_of(scope)
+        running = self._running.get((session_id, request_id)) if session_id is not None else None
+        if running is not None:
+            running.cancel()
 
-    def _eligible(self, scope: Scope) -> tuple[dict[str, Any], str, str, types.ClientCapabilities] | None:
-        message = scope.get("state", {}).get(JSONRPC_MESSAGE_KEY)
-        if not isinstance(message, dict) or message.get("method") != "tools/call" or "id" not in message:
+    def _eligible(
+        self, scope: Scope, message: dict[str, Any]
+    ) -> tuple[dict[str, Any], str, str, types.ClientCapabilities] | None:
+        if "id" not in message:
             return None
         params = message.get("params")
         meta = params.get("_meta") if isinstance(params, dict) else None
@@ -304,6 +301,15 @@ class FastCalls:
 def _token_or_none(token: object) -> bool:
     """Whether `token` may be a progress token (a string or an integer, not a boolean), or is absent."""
     return token is None or (isinstance(token, str | int) and not isinstance(token, bool))
+
+
+def _session_of(scope: Scope) -> str | None:
+    """The request's `mcp-session-id`, if it has one."""
+    for name, value in scope["headers"]:
+        if name == SESSION_HEADER:
+            session_id: str = value.decode("latin-1")
+            return session_id
+    return None
 
 
 def _call_headers(scope: Scope) -> tuple[str, str] | None:

@@ -66,19 +66,13 @@ class _Connection:
         self.reader = reader
         self.writer = writer
         self.idle_since = 0.0
-        self.parser: httptools.HttpResponseParser | None = None
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.chunks: list[bytes] = []
-        self.reason = b""
-        self.headers_done = False
-        self.complete = False
-        self.keep_alive = False
+        self.start()
 
     def start(self) -> None:
         """A fresh parse state for the next response."""
         self.parser = httptools.HttpResponseParser(self)
-        self.headers = []
-        self.chunks = []
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunks: list[bytes] = []
         self.reason = b""
         self.headers_done = False
         self.complete = False
@@ -99,7 +93,6 @@ class _Connection:
 
     def on_message_complete(self) -> None:
         self.complete = True
-        assert self.parser is not None
         self.keep_alive = self.parser.should_keep_alive()  # read now: the parser forgets it afterwards
 
     async def read_more(self, read_timeout: float | None) -> None:
@@ -119,7 +112,6 @@ class _Connection:
         except OSError as exc:
             raise httpcore2.ReadError(str(exc) or type(exc).__name__) from exc
         parser = self.parser
-        assert parser is not None
         if not data:
             if self.headers_done and not self._framed():
                 self.complete = True  # a body delimited by the connection's end
@@ -183,7 +175,6 @@ class LeanPool:
             connection.close()
             raise
         parser = connection.parser
-        assert parser is not None
         return LeanResponse(
             status=parser.get_status_code(),
             headers=connection.headers,
