@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from _load import HEADERS_ENV, MARK_END, MARK_START, RESULT_PREFIX
+from _load import HEADERS_ENV, MARK_END, MARK_START, RESULT_PREFIX, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAB_SERVER = REPO_ROOT / "tests" / "upstreams" / "lab_server.py"
@@ -257,6 +257,40 @@ def wait_for_ready(child: Child, base_url: str, timeout: float, *, interval: flo
     """Poll a gateway's ``GET /readyz`` until 200 (its upstreams connected, their tools in the catalog)."""
     body: dict[str, Any] = json.loads(wait_for_http(child, base_url + "/readyz", timeout, interval=interval))
     return body
+
+
+def start_gateway_for_lab(
+    children: Children,
+    workdir: Path,
+    upstream_url: str,
+    *,
+    name: str = "gateway",
+    server: Mapping[str, object] | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = STARTUP_TIMEOUT,
+) -> tuple[Child, str]:
+    """``mcpgw serve`` in front of one lab upstream over streamable HTTP (named ``lab``, so its tools are ``lab-…``),
+    with no virtual keys (inference calls need none) and a throwaway SQLite store instead of ``.mcpgw/`` in the
+    repo; ``server`` adds ``server:`` settings. Returns the child and its base URL once ``/readyz`` is 200 and the
+    lab's tools are in the catalog. ``env``: the child's whole environment (default: this checkout's code first)."""
+    port = free_port()
+    config = workdir / f"{name}.yaml"
+    server_lines = "".join(f"  {key}: {value}\n" for key, value in (server or {}).items())
+    config.write_text(
+        f"server:\n  host: 127.0.0.1\n{server_lines}auth:\n  enforce_auth_on_inference: false\n"
+        f"database_url: sqlite:///{workdir / f'{name}.db'}\n"
+        f"upstreams:\n  lab:\n    transport: http\n    url: {upstream_url}\n    allow_on_all_virtual_keys: true\n"
+    )
+    child = children.start(
+        name,
+        [mcpgw_command(), "serve", "--config", str(config), "--port", str(port), "--log-level", "warning"],
+        env=env if env is not None else checkout_env(),
+    )
+    base = f"http://127.0.0.1:{port}"
+    ready = wait_for_ready(child, base, timeout)
+    if ready.get("tools", 0) < 1:
+        raise BenchmarkError(f"gateway is ready but lists no tools: {ready}")
+    return child, base
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -57,12 +57,10 @@ from _runner import (
     BenchmarkError,
     Child,
     Children,
-    checkout_env,
     cpu_seconds,
-    mcpgw_command,
     run_with_children,
+    start_gateway_for_lab,
     start_lab,
-    wait_for_ready,
 )
 
 if TYPE_CHECKING:
@@ -167,25 +165,11 @@ class Gateway:
 
 def start_stack(children: Children, workdir: Path) -> tuple[Child, Child, str]:
     """The lab upstream over HTTP and a gateway in front of it; returns both and the gateway's base URL."""
-    upstream_port, gateway_port = free_port(), free_port()
+    upstream_port = free_port()
     upstream = start_lab(children, "upstream", upstream_port, timeout=STARTUP_TIMEOUT)
-    config = workdir / "gateway.yaml"
-    # No virtual keys here: inference calls without a key, and a throwaway store instead of .mcpgw/ in the repo.
-    config.write_text(
-        f"server:\n  host: 127.0.0.1\nauth:\n  enforce_auth_on_inference: false\n"
-        f"database_url: sqlite:///{workdir / 'gateway.db'}\n"
-        f"upstreams:\n  {UPSTREAM_NAME}:\n    transport: http\n    url: http://127.0.0.1:{upstream_port}/mcp\n"
-        "    allow_on_all_virtual_keys: true\n"
+    gateway, base = start_gateway_for_lab(
+        children, workdir, f"http://127.0.0.1:{upstream_port}/mcp", timeout=STARTUP_TIMEOUT
     )
-    gateway = children.start(
-        "gateway",
-        [mcpgw_command(), "serve", "--config", str(config), "--port", str(gateway_port), "--log-level", "warning"],
-        env=checkout_env(),
-    )
-    base = f"http://127.0.0.1:{gateway_port}"
-    ready = wait_for_ready(gateway, base, STARTUP_TIMEOUT)
-    if ready.get("tools", 0) < 1:
-        raise BenchmarkError(f"gateway is ready but lists no tools: {ready}")
     return upstream, gateway, base
 
 

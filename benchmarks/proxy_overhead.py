@@ -49,14 +49,12 @@ from _runner import (
     BenchmarkError,
     Child,
     Children,
-    checkout_env,
     cpu_seconds,
     load_client_argv,
-    mcpgw_command,
     run_with_children,
     run_worker,
+    start_gateway_for_lab,
     start_lab,
-    wait_for_ready,
 )
 
 PROFILE_SVG = RESULTS_DIR / "gateway-profile.svg"
@@ -76,29 +74,15 @@ STARTUP_TIMEOUT = 30.0  # seconds for upstream/gateway to become ready
 def start_stack(children: Children, workdir: Path, list_tools: int) -> tuple[Child, Child, str, str]:
     """Start the lab upstream (with `list_tools` generated tools besides its own) and a gateway in front of it;
     return both and their /mcp URLs."""
-    upstream_port, gateway_port = free_port(), free_port()
+    upstream_port = free_port()
     upstream = start_lab(
         children, "upstream", upstream_port, env={"LAB_TOOL_COUNT": str(list_tools)}, timeout=STARTUP_TIMEOUT
     )
     direct_url = f"http://127.0.0.1:{upstream_port}/mcp"
-
-    config = workdir / "gateway.yaml"
-    # No virtual keys here: inference calls without a key, and a throwaway store instead of .mcpgw/ in the repo.
-    config.write_text(
-        f"server:\n  host: 127.0.0.1\n  page_size: {list_tools + 100}\nauth:\n  enforce_auth_on_inference: false\n"
-        f"database_url: sqlite:///{workdir / 'gateway.db'}\n"
-        f"upstreams:\n  {UPSTREAM_NAME}:\n    transport: http\n    url: {direct_url}\n"
-        "    allow_on_all_virtual_keys: true\n"
+    # page_size above the listing, so tools/list is one page on both paths
+    gateway, base = start_gateway_for_lab(
+        children, workdir, direct_url, server={"page_size": list_tools + 100}, timeout=STARTUP_TIMEOUT
     )
-    gateway = children.start(
-        "gateway",
-        [mcpgw_command(), "serve", "--config", str(config), "--port", str(gateway_port), "--log-level", "warning"],
-        env=checkout_env(),
-    )
-    base = f"http://127.0.0.1:{gateway_port}"
-    ready = wait_for_ready(gateway, base, STARTUP_TIMEOUT)
-    if ready.get("tools", 0) < 1:
-        raise BenchmarkError(f"gateway is ready but lists no tools: {ready}")
     return upstream, gateway, direct_url, base + "/mcp"
 
 

@@ -40,11 +40,10 @@ from _runner import (
     Children,
     cpu_seconds,
     load_client_argv,
-    mcpgw_command,
     run_with_children,
     run_worker,
+    start_gateway_for_lab,
     start_lab,
-    wait_for_ready,
 )
 
 STARTUP_TIMEOUT = 30.0
@@ -65,25 +64,6 @@ def export(rev: str, workdir: Path) -> tuple[str, Path]:
     return sha, target
 
 
-def start_gateway(children: Children, workdir: Path, sha: str, tree: Path, upstream_url: str) -> tuple[Child, str]:
-    port = free_port()
-    config = workdir / f"gateway-{sha}.yaml"
-    config.write_text(
-        f"server:\n  host: 127.0.0.1\nauth:\n  enforce_auth_on_inference: false\n"
-        f"database_url: sqlite:///{workdir / f'gateway-{sha}.db'}\n"
-        f"upstreams:\n  lab:\n    transport: http\n    url: {upstream_url}\n    allow_on_all_virtual_keys: true\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    child = children.start(
-        f"gateway-{sha}",
-        [mcpgw_command(), "serve", "--config", str(config), "--port", str(port), "--log-level", "warning"],
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    wait_for_ready(child, base, STARTUP_TIMEOUT)
-    return child, base + "/mcp"
-
-
 def orchestrate(args: argparse.Namespace) -> int:
     run = BenchmarkRun("revisions")
 
@@ -94,7 +74,15 @@ def orchestrate(args: argparse.Namespace) -> int:
         gateways: list[tuple[str, str, Child, str]] = []
         for rev in args.revisions:
             sha, tree = export(rev, workdir)
-            child, url = start_gateway(children, workdir, sha, tree, upstream_url)
+            child, base = start_gateway_for_lab(
+                children,
+                workdir,
+                upstream_url,
+                name=f"gateway-{sha}",
+                env={**os.environ, "PYTHONPATH": str(tree)},  # that revision's code
+                timeout=STARTUP_TIMEOUT,
+            )
+            url = base + "/mcp"
             gateways.append((rev, sha, child, url))
             print(f"{rev} = {sha}: gateway {url} (pid {child.proc.pid})", flush=True)
         measurements: list[dict[str, Any]] = []
