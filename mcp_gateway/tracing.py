@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -71,9 +72,29 @@ class UpstreamCall:
 _UNTRACED = nullcontext(UpstreamCall(None))
 
 
+_configured = False
+
+
 def tracing_configured() -> bool:
-    """Whether an OpenTelemetry SDK is set up in this process (spans are recorded and exported)."""
-    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    """Whether an OpenTelemetry SDK is set up in this process (spans are recorded and exported).
+
+    Asked several times per call on the hot path. The API's `get_tracer_provider()` looks up an
+    environment variable on every call while no provider is set; once one is set it stays set
+    (the API refuses a second), so the answer is remembered from then on.
+    """
+    global _configured
+    if not _configured:
+        _configured = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    return _configured
+
+
+def trace_context_active() -> bool:
+    """Whether there is a trace context to pass on (a span, or a caller's context attached).
+
+    `propagate.inject` adds nothing without one; checking first spares each upstream request the
+    propagators' work (~10 µs) when nothing is traced.
+    """
+    return bool(otel_context.get_current())
 
 
 _sdk_tracer = trace.get_tracer("mcp-python-sdk")
@@ -187,4 +208,5 @@ async def inject_trace_headers(request: httpx2.Request) -> None:
     The SDK puts the same context into each message's `_meta`; servers and proxies that only
     read HTTP headers need it there too. With no active span this adds nothing.
     """
-    propagate.inject(request.headers)
+    if trace_context_active():
+        propagate.inject(request.headers)

@@ -31,11 +31,11 @@ through the SDK, which the test suite also runs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
 
-import anyio
 import mcp_types as types
 import pydantic_core
 from mcp import MCPError
@@ -144,8 +144,11 @@ class FastCalls:
         """Calls answered here (tests check which path a call took)."""
         self.answers = ClientAnswers()
         """Questions fast-path calls asked their clients, until the answers come back."""
-        self._running: dict[tuple[str, Any], anyio.CancelScope] = {}
-        """Calls in progress here by (session id, request id): what a client's `notifications/cancelled` stops."""
+        self._running: dict[tuple[str, Any], asyncio.Task[Any]] = {}
+        """Calls in progress here by (session id, request id): what a client's `notifications/cancelled` stops.
+        The call's task is cancelled (and the cancellation told apart by `_cancelled`, as `asyncio.timeout`
+        does): an anyio cancel scope per call cost ~15 µs of CPU, for a cancel that rarely comes."""
+        self._cancelled: set[tuple[str, Any]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = scope.get("state", {}).get(JSONRPC_MESSAGE_KEY) if scope["type"] == "http" else None
@@ -173,6 +176,8 @@ class FastCalls:
             await self.app(scope, receive, send)  # the SDK path answers the refusal
             return
         key = (session_id, message["id"])
+        task = asyncio.current_task()
+        assert task is not None
         try:
             self.served += 1
             meta = message["params"].get("_meta") or {}
@@ -181,15 +186,24 @@ class FastCalls:
             )
             channel.keep_alive()
             try:
-                with anyio.CancelScope() as scope_of_call:
-                    self._running[key] = scope_of_call
+                self._running[key] = task
+                try:
                     await self._call(scope, channel, message, version)
+                except asyncio.CancelledError:
+                    # Ours (the client cancelled) ends the call quietly; any other goes on (as with a timeout).
+                    if key not in self._cancelled or task.uncancel() > 0:
+                        raise
+                else:
+                    if key in self._cancelled:
+                        task.uncancel()  # the call finished anyway: our request is void
+                finally:
+                    del self._running[key]
+                    self._cancelled.discard(key)
                 if not channel.answered:
                     await channel.end()  # cancelled by the client: no answer (as the spec says), just the end
             finally:
                 await channel.stop_keeping_alive()
         finally:
-            self._running.pop(key, None)
             if limiter is not None:
                 limiter.leave(identity.key)
 
@@ -245,8 +259,10 @@ class FastCalls:
         params = message.get("params")
         request_id = params.get("requestId") if isinstance(params, dict) else None
         session_id = _session_of(scope)
-        running = self._running.get((session_id, request_id)) if session_id is not None else None
-        if running is not None:
+        key = (session_id, request_id)
+        running = self._running.get(key) if session_id is not None else None
+        if running is not None and key not in self._cancelled:
+            self._cancelled.add(key)
             running.cancel()
 
     def _eligible(

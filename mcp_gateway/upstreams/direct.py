@@ -67,8 +67,9 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from opentelemetry import propagate
 from pydantic import ValidationError
 
+from mcp_gateway.tracing import trace_context_active
 from mcp_gateway.upstreams import _httpx2, _sdk_client
-from mcp_gateway.upstreams.lean_http import LeanPool, LeanResponse
+from mcp_gateway.upstreams.lean_http import Exchange, LeanPool
 
 SESSION_ID_HEADER = "mcp-session-id"
 PROTOCOL_VERSION_HEADER = "mcp-protocol-version"
@@ -121,6 +122,7 @@ class DirectHttp:
         self.session_id: str | None = None
         self.protocol_version: str | None = None
         self._merged_for: tuple[object, list[tuple[bytes, bytes]]] | None = None
+        self._head_for: tuple[list[tuple[bytes, bytes]], bytes] | None = None
 
     @property
     def _request_line(self) -> bytes:
@@ -160,17 +162,21 @@ class DirectHttp:
         version = self.protocol_version
         assert version is not None
         out = dict(params)
-        meta = dict(out.get("_meta") or {})
-        propagate.inject(meta)  # W3C trace context in `_meta`, as the SDK's dispatcher adds it
-        if meta:
-            out["_meta"] = meta
+        if trace_context_active():
+            meta = dict(out.get("_meta") or {})
+            propagate.inject(meta)  # W3C trace context in `_meta`, as the SDK's dispatcher adds it
+            if meta:
+                out["_meta"] = meta
         body = pydantic_core.to_json({"jsonrpc": "2.0", "id": request_id, "method": method, "params": out})
         headers = {"accept": _ACCEPT, "content-type": "application/json", PROTOCOL_VERSION_HEADER: version}
         if self.session_id is not None:
             headers[SESSION_ID_HEADER] = self.session_id
         client = self._client
         if self._pool is not None and not client.is_closed and not client.cookies.jar:
-            raw = await self._raw_request(body, headers, on_message)
+            if self._lean is not None:
+                raw = await self._lean_request(body, headers, on_message)
+            else:
+                raw = await self._raw_request(body, headers, on_message)
         else:
             async with client.stream("POST", self._url, content=body, headers=headers) as response:
                 raw = await self._answer(
@@ -181,6 +187,88 @@ class DirectHttp:
                     on_message,
                 )
         return _shaped(method, version, raw)
+
+    async def _lean_request(self, body: bytes, headers: dict[str, str], on_message: OnMessage) -> dict[str, Any]:
+        """The POST `_raw_request` would send, on the lean pool (see `lean_http`).
+
+        An SSE answer is read as the pool's connection cut it into events; a JSON body whole; anything
+        that needs more than that (a content encoding, cookies, a charset other than UTF-8) through an
+        `httpx2.Response`, as `_raw_request` does.
+        """
+        assert self._lean is not None
+        data = b"".join([self._lean_head(headers), b"Content-Length: %d\r\n\r\n" % len(body), body])
+        with _httpx2.map_httpcore_exceptions():
+            exchange = await self._lean.send(data)
+            try:
+                while not exchange.headers_done or (
+                    exchange.sse is not None and not exchange.sse.events and not exchange.complete
+                ):
+                    await exchange.wait()
+                status = exchange.status
+                if _httpx_logger.isEnabledFor(logging.INFO):
+                    _httpx_logger.info(
+                        'HTTP Request: POST %s "%s %d %s"',
+                        self._url,
+                        exchange.http_version.decode(),
+                        status,
+                        exchange.reason.decode(),
+                    )
+                content_type, plain = _content_of(exchange.headers)
+                if not plain:
+                    wrapped = httpx2.Response(
+                        status,
+                        headers=exchange.headers,
+                        stream=_ExchangeStream(exchange),
+                        extensions={"http_version": exchange.http_version, "reason_phrase": exchange.reason},
+                        request=httpx2.Request("POST", self._url),
+                    )
+                    self._client.cookies.extract_cookies(wrapped)
+                    if exchange.sse is None:
+                        return await self._answer(
+                            status,
+                            wrapped.headers.get("content-type", ""),
+                            wrapped.aread,
+                            lambda: _events(wrapped),
+                            on_message,
+                        )
+                if exchange.sse is None:
+                    return await self._answer(status, content_type, exchange.read, _no_events, on_message)
+                return await self._answer_events(exchange, on_message)
+            finally:
+                # An SSE answer's stream ends a moment after the answer: the pool keeps the connection once it has.
+                exchange.release(drain=exchange.sse is not None)
+
+    def _lean_head(self, headers: dict[str, str]) -> bytes:
+        """Request line, `Host` and the merged headers (see `_merged`), as bytes; kept while they stay the same."""
+        merged = self._merged(headers)
+        cached = self._head_for
+        if cached is not None and cached[0] is merged:
+            return cached[1]
+        head = b"".join(
+            [self._request_line, b"Host: " + self._host + b"\r\n", *[n + b": " + v + b"\r\n" for n, v in merged]]
+        )
+        self._head_for = (merged, head)
+        return head
+
+    async def _answer_events(self, exchange: Exchange, on_message: OnMessage) -> dict[str, Any]:
+        """`_answer` for a 2xx SSE answer the lean pool parsed: the first response on the stream answers;
+        what comes before it is handled in order, before the stream is read on."""
+        events = exchange.events
+        while True:
+            if not events:
+                if exchange.complete:
+                    raise MCPError(CONNECTION_CLOSED, "SSE stream ended without a response")
+                await exchange.wait()
+                continue
+            data = events.popleft()
+            answer = _response_of(data)
+            if answer is not None:
+                return answer
+            try:
+                message = jsonrpc_message_adapter.validate_json(data, by_name=False)
+            except ValidationError:
+                continue
+            await on_message(message)
 
     async def _raw_request(self, body: bytes, headers: dict[str, str], on_message: OnMessage) -> dict[str, Any]:
         """The POST `client.stream` would send, handed to the client's connection pool directly.
@@ -194,20 +282,15 @@ class DirectHttp:
         """
         assert self._pool is not None
         raw_headers = [(b"Host", self._host), (b"Content-Length", str(len(body)).encode()), *self._merged(headers)]
-        response: httpcore2.Response | LeanResponse
         with _httpx2.map_httpcore_exceptions():
-            if self._lean is not None:
-                head = b"".join([self._request_line, *[name + b": " + value + b"\r\n" for name, value in raw_headers]])
-                response = await self._lean.post(head + b"\r\n", body)
-            else:
-                request = httpcore2.Request(
-                    b"POST",
-                    self._target,
-                    headers=raw_headers,
-                    content=body,
-                    extensions={"timeout": self._client.timeout.as_dict()},
-                )
-                response = await self._pool.handle_async_request(request)
+            request = httpcore2.Request(
+                b"POST",
+                self._target,
+                headers=raw_headers,
+                content=body,
+                extensions={"timeout": self._client.timeout.as_dict()},
+            )
+            response = await self._pool.handle_async_request(request)
         body_stream = _Body(response.stream)
         content_type = ""
         try:
@@ -218,16 +301,7 @@ class DirectHttp:
                 _httpx_logger.info(
                     'HTTP Request: POST %s "%s %d %s"', self._url, version.decode(), status, reason.decode()
                 )
-            plain = True
-            for key, value in response.headers:
-                name = key.lower()
-                if name == b"content-type":
-                    content_type = value.decode("latin-1")
-                elif name in (b"content-encoding", b"set-cookie"):
-                    plain = False
-            charset = content_type.partition(";")[2].lower()
-            if "charset" in charset and "utf-8" not in charset and "utf8" not in charset:
-                plain = False
+            content_type, plain = _content_of(response.headers)
             if not plain:
                 wrapped = httpx2.Response(
                     status,
@@ -267,7 +341,8 @@ class DirectHttp:
             merged.update(headers)
             self._merged_for = (key, merged.raw)
         trace: dict[str, str] = {}
-        propagate.inject(trace)  # what the client's `inject_trace_headers` request hook adds
+        if trace_context_active():
+            propagate.inject(trace)  # what the client's `inject_trace_headers` request hook adds
         if not trace:
             return self._merged_for[1]
         traced = httpx2.Headers(self._merged_for[1])
@@ -319,6 +394,44 @@ class DirectHttp:
                     continue
                 await on_message(message)
         raise MCPError(CONNECTION_CLOSED, "SSE stream ended without a response")
+
+
+def _content_of(headers: list[tuple[bytes, bytes]]) -> tuple[str, bool]:
+    """A response's content type, and whether its body can be read as it is: no content encoding, no
+    cookies, a UTF-8 charset (else it is read through an `httpx2.Response`, as the client would)."""
+    content_type = ""
+    plain = True
+    for key, value in headers:
+        name = key.lower()
+        if name == b"content-type":
+            content_type = value.decode("latin-1")
+        elif name in (b"content-encoding", b"set-cookie"):
+            plain = False
+    charset = content_type.partition(";")[2].lower()
+    if "charset" in charset and "utf-8" not in charset and "utf8" not in charset:
+        plain = False
+    return content_type, plain
+
+
+async def _no_events() -> AsyncGenerator[ServerSentEvent, None]:
+    """Not called: `_answer` reads events only from an event stream, which the lean path reads itself."""
+    raise AssertionError("an event stream on the lean path is read by `_answer_events`")
+    yield  # pragma: no cover - makes this an async generator
+
+
+class _ExchangeStream(httpx2.AsyncByteStream):
+    """A lean exchange's body as an httpx2 stream (errors mapped), for answers read through `httpx2.Response`."""
+
+    def __init__(self, exchange: Exchange) -> None:
+        self._exchange = exchange
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _httpx2.map_httpcore_exceptions():
+            async for chunk in self._exchange.iter_chunks():
+                yield chunk
+
+    async def aclose(self) -> None:
+        pass  # released by `_lean_request`
 
 
 def _events(response: httpx2.Response) -> AsyncGenerator[ServerSentEvent, None]:
@@ -398,7 +511,7 @@ def _response_of(data: str | bytes) -> dict[str, Any] | None:
     try:
         message = pydantic_core.from_json(data)
     except ValueError:
-        raise MCPError(PARSE_ERROR, "Failed to parse SSE message") from None
+        message = _from_json_replacing(data)
     if not isinstance(message, dict) or "method" in message or ("result" not in message and "error" not in message):
         return None  # a request or notification; any response on the call's stream answers the call (as in the SDK)
     if "error" in message:
@@ -408,6 +521,16 @@ def _response_of(data: str | bytes) -> dict[str, Any] | None:
     if not isinstance(result, dict):
         raise MCPError(PARSE_ERROR, "the response has no result object")
     return result
+
+
+def _from_json_replacing(data: str | bytes) -> Any:
+    """`data` parsed after its invalid UTF-8 is replaced (U+FFFD), as a text decoder would have read it."""
+    if isinstance(data, bytes):
+        try:
+            return pydantic_core.from_json(data.decode("utf-8", errors="replace"))
+        except ValueError:
+            pass
+    raise MCPError(PARSE_ERROR, "Failed to parse SSE message") from None
 
 
 def _error_of(body: bytes | Mapping[str, Any]) -> ErrorData | None:
