@@ -73,18 +73,25 @@ _UNTRACED = nullcontext(UpstreamCall(None))
 
 
 _configured = False
+PROVIDER_GLOBAL = "_TRACER_PROVIDER"
+"""The OpenTelemetry API's (private) global for the provider `set_tracer_provider` sets; read directly
+while it is None, because `get_tracer_provider()` then looks up an environment variable per call.
+Without it (an upgrade renamed it), the public call is made every time (`tests/test_private_internals.py`)."""
+_READ_GLOBAL = hasattr(trace, PROVIDER_GLOBAL) and "OTEL_PYTHON_TRACER_PROVIDER" not in os.environ
 
 
 def tracing_configured() -> bool:
     """Whether an OpenTelemetry SDK is set up in this process (spans are recorded and exported).
 
-    Asked several times per call on the hot path. The API's `get_tracer_provider()` looks up an
-    environment variable on every call while no provider is set; once one is set it stays set
-    (the API refuses a second), so the answer is remembered from then on.
+    Asked several times per call on the hot path, so it must cost next to nothing when tracing is
+    off; once a provider is set it stays set (the API refuses a second), so a yes is remembered.
     """
     global _configured
-    if not _configured:
-        _configured = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    if _configured:
+        return True
+    if _READ_GLOBAL and getattr(trace, PROVIDER_GLOBAL) is None:
+        return False
+    _configured = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
     return _configured
 
 

@@ -52,6 +52,17 @@ def test_httpx2_has_every_internal_the_pool_path_uses() -> None:
     assert _httpx2.AVAILABLE
 
 
+def test_opentelemetry_keeps_the_provider_global_tracing_reads() -> None:
+    """`tracing.tracing_configured` reads the API's provider global while no provider is set."""
+    from opentelemetry import trace
+
+    from mcp_gateway import tracing
+
+    assert hasattr(trace, tracing.PROVIDER_GLOBAL)
+    provider = getattr(trace, tracing.PROVIDER_GLOBAL)
+    assert provider is None or provider is trace.get_tracer_provider()
+
+
 def test_the_sdk_client_has_every_internal_the_upstreams_use() -> None:
     gone = _sdk_client.missing()
     assert gone == [], f"mcp SDK upgrade removed {', '.join(gone)}: update mcp_gateway/upstreams/_sdk_client.py"

@@ -112,5 +112,19 @@ def identity_of(ctx: ServerRequestContext[Any, Any]) -> Identity:
     return identity
 
 
+_PRINCIPALS: dict[str, AuthenticatedUser] = {}
+_MAX_PRINCIPALS = 10_000
+
+
 def _principal(identity: Identity) -> AuthenticatedUser:
-    return AuthenticatedUser(AccessToken(token="", client_id="mcpgw", scopes=[], subject=identity.key))
+    """The SDK's principal for `identity` (what it binds a session to): one per caller, made once —
+    two pydantic models per request otherwise. Nothing secret in it (the key is a hash or an id)."""
+    key = identity.key
+    principal = _PRINCIPALS.get(key)
+    if principal is None:
+        if len(_PRINCIPALS) >= _MAX_PRINCIPALS:
+            _PRINCIPALS.clear()
+        principal = _PRINCIPALS[key] = AuthenticatedUser(
+            AccessToken(token="", client_id="mcpgw", scopes=[], subject=key)
+        )
+    return principal

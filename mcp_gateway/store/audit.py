@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import delete, insert
+from sqlalchemy import Table, delete, insert
 from sqlmodel import col, select
 
 from mcp_gateway.store.base import StoreBase, _completes
@@ -23,6 +23,8 @@ from mcp_gateway.store.records import (
     IdentityMode,
 )
 from mcp_gateway.types import UpstreamName
+
+_AUDIT_TABLE = cast(Table, AuditEvent.__table__)  # type: ignore[attr-defined]
 
 
 class AuditStore(StoreBase):
@@ -49,8 +51,10 @@ class AuditStore(StoreBase):
             }
             for event in events
         ]
+        # The table, not the ORM class: a plain executemany, without the ORM's bulk-insert bookkeeping per
+        # row (measured: a visible share of the gateway's CPU at a few hundred calls a second).
         async with self._writing(bump=False) as session:
-            await session.exec(insert(AuditEvent), params=rows)
+            await session.exec(insert(_AUDIT_TABLE), params=rows)
 
     @_completes
     async def list_audit(
