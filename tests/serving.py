@@ -13,6 +13,8 @@ import anyio
 import uvicorn
 from starlette.types import ASGIApp
 
+from mcp_gateway.http.server_protocol import protocol_class
+
 
 def free_port() -> int:
     """A port that was free a moment ago: servers embed their URL in metadata, so it is picked before they start."""
@@ -34,7 +36,15 @@ class QuietServer(uvicorn.Server):
 async def serve_asgi(app: ASGIApp, port: int, *, lifespan: str = "on") -> AsyncIterator[str]:
     """Serve `app` on 127.0.0.1:`port` for the duration of the block; yields its base URL once it accepts requests."""
     server = QuietServer(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan, access_log=False)
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan=lifespan,
+            access_log=False,
+            http=protocol_class() or "auto",  # as `mcpgw serve` runs it
+        )
     )
 
     async def run() -> None:

@@ -77,6 +77,7 @@ def serve(
 ) -> None:
     """Run the gateway: MCP clients connect to http://HOST:PORT/mcp."""
     from mcp_gateway.http.app import create_gateway, is_loopback
+    from mcp_gateway.http.server_protocol import protocol_class
     from mcp_gateway.tracing import configure_tracing
 
     _setup_logging(log_level, log_format)
@@ -115,7 +116,8 @@ def serve(
         # uvloop and httptools roughly halve the event-loop and HTTP-parsing cost of every hop,
         # which is most of what a proxy does (see benchmarks/README.md).
         loop="uvloop" if _has("uvloop") else "asyncio",
-        http="httptools" if _has("httptools") else "h11",
+        # httptools, with a response's head and body in one write (`http/server_protocol.py`).
+        http=protocol_class() or "h11",
         log_level=log_level.lower(),
         log_config=None,  # uvicorn's loggers propagate to ours: one format, redacted, with request ids
         access_log=access_log,

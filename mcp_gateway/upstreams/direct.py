@@ -65,7 +65,7 @@ from mcp_types import (
 from mcp_types import methods as _methods
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from opentelemetry import propagate
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from mcp_gateway.tracing import trace_context_active
 from mcp_gateway.upstreams import _httpx2, _sdk_client
@@ -541,11 +541,27 @@ def _error_of(body: bytes | Mapping[str, Any]) -> ErrorData | None:
         return None
 
 
+_RESULT_CHECKS: dict[tuple[str, str], TypeAdapter[Any] | None] = {}
+
+
+def _result_check(method: str, version: str) -> TypeAdapter[Any] | None:
+    """The validator `validate_server_result` runs for `method` at `version` (None: a method the surface
+    does not list). Validation only: that function also dumps the validated result, which is thrown away."""
+    key = (method, version)
+    try:
+        return _RESULT_CHECKS[key]
+    except KeyError:
+        surface = _methods.SERVER_RESULTS.get(key)
+        check = _RESULT_CHECKS[key] = TypeAdapter(cast(Any, surface)) if surface is not None else None
+        return check
+
+
 def _shaped(method: str, version: str, raw: dict[str, Any]) -> dict[str, Any]:
     """What `ClientSession.send_request` does to a raw result before its caller sees it."""
     _sdk_client.clamp_inbound_ttl(raw)
-    with contextlib.suppress(KeyError):  # a method the surface does not list: nothing to check
-        _methods.validate_server_result(method, version, raw)
+    check = _result_check(method, version)
+    if check is not None:
+        check.validate_python(raw, by_name=False)
     foreign = _sdk_client.later_revision_fields(method, version)
     if not foreign.isdisjoint(raw):
         raw = {key: value for key, value in raw.items() if key not in foreign}
