@@ -51,6 +51,7 @@ from mcp_gateway.http.clients import ClientConnections
 from mcp_gateway.http.fast_channel import SESSION_HEADER, ClientAnswers, FastChannel, forwardable_meta
 from mcp_gateway.http.guards import JSONRPC_MESSAGE_KEY
 from mcp_gateway.http.ratelimit import ConcurrentCalls
+from mcp_gateway.http.raw_headers import raw_headers
 from mcp_gateway.http.sdk_server import session_open_for
 from mcp_gateway.http.tool_lists import ToolLists
 from mcp_gateway.identity import identity_in_scope
@@ -259,8 +260,10 @@ class FastCalls:
         params = message.get("params")
         request_id = params.get("requestId") if isinstance(params, dict) else None
         session_id = _session_of(scope)
+        if session_id is None:
+            return
         key = (session_id, request_id)
-        running = self._running.get(key) if session_id is not None else None
+        running = self._running.get(key)
         if running is not None and key not in self._cancelled:
             self._cancelled.add(key)
             running.cancel()
@@ -321,28 +324,20 @@ def _token_or_none(token: object) -> bool:
 
 def _session_of(scope: Scope) -> str | None:
     """The request's `mcp-session-id`, if it has one."""
-    for name, value in scope["headers"]:
-        if name == SESSION_HEADER:
-            session_id: str = value.decode("latin-1")
-            return session_id
-    return None
+    value = raw_headers(scope).get(SESSION_HEADER)
+    return value.decode("latin-1") if value is not None else None
 
 
 def _call_headers(scope: Scope) -> tuple[str, str] | None:
     """Session id and protocol version of a request that may take the fast path: a handshake-era
     version, an answer the client accepts as JSON; None otherwise."""
-    session_id = version = None
-    accept = b""
-    for name, value in scope["headers"]:
-        if name == SESSION_HEADER:
-            session_id = value.decode("latin-1")
-        elif name == VERSION_HEADER:
-            version = value.decode("latin-1")
-        elif name == b"accept":
-            accept = value
-    if session_id is None or version is None or version not in _VERSIONS or b"application/json" not in accept:
+    headers = raw_headers(scope)
+    session_id = headers.get(SESSION_HEADER)
+    version = headers.get(VERSION_HEADER)
+    if session_id is None or version is None or b"application/json" not in headers.get(b"accept", b""):
         return None
-    return session_id, version
+    text = version.decode("latin-1")
+    return (session_id.decode("latin-1"), text) if text in _VERSIONS else None
 
 
 def _error(request_id: Any, error: types.ErrorData) -> dict[str, Any]:

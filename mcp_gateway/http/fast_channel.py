@@ -28,6 +28,7 @@ from mcp_types import methods as _methods
 from starlette.types import Scope, Send
 
 from mcp_gateway.channel import OneWayChannel
+from mcp_gateway.http.raw_headers import raw_headers
 from mcp_gateway.http.sdk_server import client_declares
 
 _R = TypeVar("_R")
@@ -142,8 +143,9 @@ class FastChannel(OneWayChannel):
         """One object per session: the relay compares connection keys by identity."""
         self._streaming = False
         self.answered = False
-        self._sending = asyncio.Lock()
-        """One message at a time: the keep-alive task and the call's own messages share the response."""
+        self._sending: asyncio.Lock | None = None
+        """One message at a time once the keep-alive task shares the response with the call's own messages
+        (made when it starts: until then the call's task is the only writer, and most calls end before)."""
         self._timer: asyncio.TimerHandle | None = None
         self._pinger: asyncio.Task[None] | None = None
 
@@ -155,9 +157,11 @@ class FastChannel(OneWayChannel):
     def _start_pinging(self) -> None:
         self._timer = None
         if not self.answered:
+            self._sending = asyncio.Lock()
             self._pinger = asyncio.get_running_loop().create_task(self._ping(), name="mcpgw-fast-keepalive")
 
     async def _ping(self) -> None:
+        assert self._sending is not None
         while not self.answered:
             async with self._sending:
                 if self.answered:
@@ -183,8 +187,7 @@ class FastChannel(OneWayChannel):
 
     @property
     def base_url(self) -> str | None:
-        headers = dict(self._scope["headers"])
-        host = headers.get(b"host", b"").decode("latin-1")
+        host = raw_headers(self._scope).get(b"host", b"").decode("latin-1")
         return f"{self._scope.get('scheme', 'http')}://{host}" if host else None
 
     @property
@@ -235,32 +238,47 @@ class FastChannel(OneWayChannel):
 
     async def answer(self, body: bytes) -> None:
         """The response: a JSON body, or the last event of the stream once one was sent (`b""`: just the end)."""
-        async with self._sending:
-            self.answered = True
-            if self._streaming:
-                if body:
-                    await self._event(body)
-                await self._send({"type": "http.response.body", "body": b"", "more_body": False})
-                return
-            headers = [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (SESSION_HEADER, self.session_id.encode("latin-1")),
-            ]
-            await self._send({"type": "http.response.start", "status": 200, "headers": headers})
-            await self._send({"type": "http.response.body", "body": body, "more_body": False})
+        self.answered = True  # first: a keep-alive task starting now sends nothing more
+        if self._sending is None:
+            await self._answer(body)
+        else:
+            async with self._sending:
+                await self._answer(body)
+
+    async def _answer(self, body: bytes) -> None:
+        if self._streaming:
+            if body:
+                await self._event(body)
+            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (SESSION_HEADER, self.session_id.encode("latin-1")),
+        ]
+        await self._send({"type": "http.response.start", "status": 200, "headers": headers})
+        await self._send({"type": "http.response.body", "body": body, "more_body": False})
 
     async def end(self) -> None:
         """Close the answer without a message (a cancelled call)."""
-        async with self._sending:
-            self.answered = True
-            await self._start_stream()
-            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+        self.answered = True
+        if self._sending is None:
+            await self._end()
+        else:
+            async with self._sending:
+                await self._end()
+
+    async def _end(self) -> None:
+        await self._start_stream()
+        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def event(self, data: bytes) -> None:
         """One SSE event (the response becomes a stream, framed as the SDK frames its streams)."""
-        async with self._sending:
+        if self._sending is None:
             await self._event(data)
+        else:
+            async with self._sending:
+                await self._event(data)
 
     async def _event(self, data: bytes) -> None:
         await self._start_stream()

@@ -39,6 +39,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_gateway.config import ServerSettings
+from mcp_gateway.http.raw_headers import raw_headers
 
 logger = logging.getLogger(__name__)
 
@@ -84,12 +85,10 @@ class HostOriginGuard:
         headers: this runs on every `/mcp` request, and building a `Request` to read two headers cost more
         than the check itself."""
         if self.enabled and scope["type"] == "http":
-            host = origin = None
-            for name, value in scope["headers"]:
-                if name == b"host":
-                    host = value.decode("latin-1")
-                elif name == b"origin":
-                    origin = value.decode("latin-1")
+            headers = raw_headers(scope)
+            raw_host, raw_origin = headers.get(b"host"), headers.get(b"origin")
+            host = raw_host.decode("latin-1") if raw_host is not None else None
+            origin = raw_origin.decode("latin-1") if raw_origin is not None else None
             if not host or not (host in self._hosts or host.startswith(self._host_prefixes)):
                 logger.warning("refused a request with Host %r", host)
                 await Response("Invalid Host header", status_code=421)(scope, receive, send)
@@ -109,22 +108,24 @@ class EnvelopeGuard:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for name, value in scope["headers"]:
-                if name == b"mcp-protocol-version" and value.decode("latin-1") not in _VERSIONS:
-                    # The SDK answers 400 too, but with a message about `params._meta` envelope keys.
-                    why = (
-                        f"Unsupported MCP-Protocol-Version {value.decode('latin-1')!r}: "
-                        f"this gateway speaks {', '.join(SUPPORTED_PROTOCOL_VERSIONS)}"
-                    )
-                    await error_response(400, INVALID_REQUEST, why)(scope, receive, send)
-                    return
-        if scope["type"] == "http" and scope["method"] == "GET":
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = raw_headers(scope)
+        version = headers.get(b"mcp-protocol-version")
+        if version is not None and version.decode("latin-1") not in _VERSIONS:
+            # The SDK answers 400 too, but with a message about `params._meta` envelope keys.
+            why = (
+                f"Unsupported MCP-Protocol-Version {version.decode('latin-1')!r}: "
+                f"this gateway speaks {', '.join(SUPPORTED_PROTOCOL_VERSIONS)}"
+            )
+            await error_response(400, INVALID_REQUEST, why)(scope, receive, send)
+            return
+        if scope["method"] == "GET":
             kept = [(name, value) for name, value in scope["headers"] if name != b"last-event-id"]
             await self.app({**scope, "headers": kept}, receive, send)
             return
-        headers = dict(scope["headers"]) if scope["type"] == "http" else {}
-        if scope["type"] != "http" or scope["method"] != "POST" or not _declares_json(headers):
+        if scope["method"] != "POST" or not _declares_json(headers):
             # The SDK refuses other content types itself, without reading the body.
             await self.app(scope, receive, send)
             return
@@ -270,7 +271,7 @@ class BrowserCors:
         self.cors = CORSMiddleware(app, **options)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and any(name == b"origin" for name, _ in scope["headers"]):
+        if scope["type"] == "http" and b"origin" in raw_headers(scope):
             await self.cors(scope, receive, send)
         else:
             await self.app(scope, receive, send)

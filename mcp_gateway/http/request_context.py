@@ -5,12 +5,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Mapping
 from random import getrandbits as _random_bits
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mcp_gateway.http.raw_headers import raw_headers
 from mcp_gateway.metrics import Metrics
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -33,7 +34,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         # 32 hex digits, as uuid4().hex; ids need to be unique, not secret: no system call per request
-        request_id = _incoming_request_id(scope["headers"]) or f"{_random_bits(128):032x}"
+        request_id = _incoming_request_id(raw_headers(scope)) or f"{_random_bits(128):032x}"
         path = _path_label(scope["path"])
         metrics = self.metrics
         started = False
@@ -58,12 +59,12 @@ class RequestContextMiddleware:
             structlog.contextvars.reset_contextvars(**tokens)
 
 
-def _incoming_request_id(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    for name, value in headers:
-        if name.lower() == _REQUEST_ID_HEADER:
-            text = value.decode("latin-1")
-            return text if _REQUEST_ID.match(text) else None
-    return None
+def _incoming_request_id(headers: Mapping[bytes, bytes]) -> str | None:
+    value = headers.get(_REQUEST_ID_HEADER)
+    if value is None:
+        return None
+    text = value.decode("latin-1")
+    return text if _REQUEST_ID.match(text) else None
 
 
 _PATHS = frozenset({"/mcp", "/healthz", "/readyz", "/metrics", "/anthropic", "/openai"})

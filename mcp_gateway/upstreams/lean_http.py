@@ -183,7 +183,7 @@ class Exchange:
             httpcore2.ReadError, httpcore2.RemoteProtocolError: the connection failed or the answer is malformed.
         """
         if self.error is None:
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            waiter = self._waiter = self.connection.loop.create_future()
             try:
                 await waiter
             finally:
@@ -235,6 +235,7 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, pool: LeanPool) -> None:
         self.pool = pool
+        self.loop = asyncio.get_running_loop()  # made by the loop's connection factory; kept: asked per call
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.exchange: Exchange | None = None
@@ -283,7 +284,7 @@ class _Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         if self._write_paused is None:
-            self._write_paused = asyncio.get_running_loop().create_future()
+            self._write_paused = self.loop.create_future()
 
     def resume_writing(self) -> None:
         waiter, self._write_paused = self._write_paused, None
@@ -368,7 +369,7 @@ class _Connection(asyncio.Protocol):
             self._finished()
         elif drain and exchange.error is None and not self.closed:
             # The rest of the stream is read by `on_message_complete`, which then gives the connection back.
-            self._drain_timer = asyncio.get_running_loop().call_later(DRAIN_SECONDS, self.close)
+            self._drain_timer = self.loop.call_later(DRAIN_SECONDS, self.close)
         else:
             self.close()
 
