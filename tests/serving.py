@@ -10,6 +10,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
+import anyio.abc
 import uvicorn
 from starlette.types import ASGIApp
 
@@ -64,3 +65,17 @@ async def serve_asgi(app: ASGIApp, port: int, *, lifespan: str = "on") -> AsyncI
             yield f"http://127.0.0.1:{port}"
         finally:
             server.should_exit = True
+
+
+async def read_http_request(stream: anyio.abc.ByteReceiveStream, buffer: bytes) -> tuple[bytes, bytes]:
+    """One HTTP/1.1 request (with a `Content-Length` body) off a raw connection, for tests that play the server
+    by hand: its head, and what was already read past its body (`buffer`: what was read past the last one)."""
+    while b"\r\n\r\n" not in buffer:
+        buffer += await stream.receive()
+    head, _, buffer = buffer.partition(b"\r\n\r\n")
+    length = int(
+        next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    )
+    while len(buffer) < length:
+        buffer += await stream.receive()
+    return head, buffer[length:]

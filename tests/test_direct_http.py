@@ -17,6 +17,7 @@ from mcp_gateway.tracing import inject_trace_headers
 from mcp_gateway.upstreams.direct import DirectHttp
 from mcp_gateway.upstreams.transports import _DrainingTransport, _plain_pool
 from tests.conftest import LAB_SERVER, mcp_client, running_gateway, text_of, upstream_process
+from tests.serving import read_http_request
 
 pytestmark = pytest.mark.anyio
 
@@ -133,20 +134,8 @@ async def test_the_pool_path_reads_what_the_client_would_read(lean: bool) -> Non
         async with stream:
             buffer = b""
             while responses:
-                while b"\r\n\r\n" not in buffer:
-                    buffer += await stream.receive()
-                head, _, buffer = buffer.partition(b"\r\n\r\n")
-                length = int(
-                    next(
-                        line.split(b":")[1]
-                        for line in head.split(b"\r\n")
-                        if line.lower().startswith(b"content-length")
-                    )
-                )
-                while len(buffer) < length:
-                    buffer += await stream.receive()
+                head, buffer = await read_http_request(stream, buffer)
                 requests.append(head)
-                buffer = buffer[length:]
                 for part in responses.pop(0):
                     await stream.send(part)
                     await anyio.sleep(0.01)

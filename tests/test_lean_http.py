@@ -17,6 +17,7 @@ from mcp_gateway.upstreams import lean_http
 from mcp_gateway.upstreams.direct import DirectHttp
 from mcp_gateway.upstreams.lean_http import LeanPool, LeanSettings, SSEBytes
 from mcp_gateway.upstreams.transports import _DrainingTransport, _plain_pool
+from tests.serving import read_http_request
 
 _line_ends = st.sampled_from(["\n", "\r\n", "\r"])
 _values = st.text(alphabet=st.sampled_from([*'ab :é{}"1', "\u2603"]), max_size=12)
@@ -93,19 +94,7 @@ async def _serve_calls(end_after: float | None, calls: int) -> tuple[list[str], 
             buffer = b""
             try:
                 while True:
-                    while b"\r\n\r\n" not in buffer:
-                        buffer += await stream.receive()
-                    head, _, buffer = buffer.partition(b"\r\n\r\n")
-                    length = int(
-                        next(
-                            line.split(b":")[1]
-                            for line in head.split(b"\r\n")
-                            if line.lower().startswith(b"content-length")
-                        )
-                    )
-                    while len(buffer) < length:
-                        buffer += await stream.receive()
-                    buffer = buffer[length:]
+                    _, buffer = await read_http_request(stream, buffer)
                     first, end = _chunked_sse(f"call {len(accepted)}")
                     await stream.send(first)
                     if end_after is None:

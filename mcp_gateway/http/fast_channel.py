@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import itertools
 import sys
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -239,11 +239,7 @@ class FastChannel(OneWayChannel):
     async def answer(self, body: bytes) -> None:
         """The response: a JSON body, or the last event of the stream once one was sent (`b""`: just the end)."""
         self.answered = True  # first: a keep-alive task starting now sends nothing more
-        if self._sending is None:
-            await self._answer(body)
-        else:
-            async with self._sending:
-                await self._answer(body)
+        await self._alone(lambda: self._answer(body))
 
     async def _answer(self, body: bytes) -> None:
         if self._streaming:
@@ -262,11 +258,7 @@ class FastChannel(OneWayChannel):
     async def end(self) -> None:
         """Close the answer without a message (a cancelled call)."""
         self.answered = True
-        if self._sending is None:
-            await self._end()
-        else:
-            async with self._sending:
-                await self._end()
+        await self._alone(self._end)
 
     async def _end(self) -> None:
         await self._start_stream()
@@ -274,11 +266,15 @@ class FastChannel(OneWayChannel):
 
     async def event(self, data: bytes) -> None:
         """One SSE event (the response becomes a stream, framed as the SDK frames its streams)."""
+        await self._alone(lambda: self._event(data))
+
+    async def _alone(self, write: Callable[[], Awaitable[None]]) -> None:
+        """`write`, not interleaved with the keep-alive task's comments once that task runs (see `_sending`)."""
         if self._sending is None:
-            await self._event(data)
+            await write()
         else:
             async with self._sending:
-                await self._event(data)
+                await write()
 
     async def _event(self, data: bytes) -> None:
         await self._start_stream()

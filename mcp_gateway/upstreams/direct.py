@@ -45,7 +45,7 @@ import contextlib
 import itertools
 import logging
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, cast
 
 import httpcore2
@@ -205,24 +205,11 @@ class DirectHttp:
                 ):
                     await exchange.wait()
                 status = exchange.status
-                if _httpx_logger.isEnabledFor(logging.INFO):
-                    _httpx_logger.info(
-                        'HTTP Request: POST %s "%s %d %s"',
-                        self._url,
-                        exchange.http_version.decode(),
-                        status,
-                        exchange.reason.decode(),
-                    )
+                self._log_answer(exchange.http_version, status, exchange.reason)
                 content_type, plain = _content_of(exchange.headers)
                 if not plain:
-                    wrapped = httpx2.Response(
-                        status,
-                        headers=exchange.headers,
-                        stream=_ExchangeStream(exchange),
-                        extensions={"http_version": exchange.http_version, "reason_phrase": exchange.reason},
-                        request=httpx2.Request("POST", self._url),
-                    )
-                    self._client.cookies.extract_cookies(wrapped)
+                    extensions = {"http_version": exchange.http_version, "reason_phrase": exchange.reason}
+                    wrapped = self._through_httpx2(status, exchange.headers, exchange.iter_chunks(), extensions)
                     if exchange.sse is None:
                         return await self._answer(
                             status,
@@ -237,6 +224,33 @@ class DirectHttp:
             finally:
                 # An SSE answer's stream ends a moment after the answer: the pool keeps the connection once it has.
                 exchange.release(drain=exchange.sse is not None)
+
+    def _log_answer(self, http_version: bytes, status: int, reason: bytes) -> None:
+        """httpx2's `HTTP Request: …` line (its logger, at INFO, as a request through the client would log it)."""
+        if _httpx_logger.isEnabledFor(logging.INFO):
+            _httpx_logger.info(
+                'HTTP Request: POST %s "%s %d %s"', self._url, http_version.decode(), status, reason.decode()
+            )
+
+    def _through_httpx2(
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        chunks: AsyncIterator[bytes],
+        extensions: MutableMapping[str, Any],
+        request_headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> httpx2.Response:
+        """An answer that needs more than reading (a content encoding, cookies, a charset other than UTF-8) as an
+        `httpx2.Response` to read it through; its cookies go to the client's jar, as a request through it would."""
+        wrapped = httpx2.Response(
+            status,
+            headers=headers,
+            stream=_PoolStream(chunks),
+            extensions=extensions,
+            request=httpx2.Request("POST", self._url, headers=request_headers),
+        )
+        self._client.cookies.extract_cookies(wrapped)
+        return wrapped
 
     def _lean_head(self, headers: dict[str, str]) -> bytes:
         """Request line, `Host` and the merged headers (see `_merged`), as bytes; kept while they stay the same."""
@@ -295,22 +309,11 @@ class DirectHttp:
         content_type = ""
         try:
             status = response.status
-            if _httpx_logger.isEnabledFor(logging.INFO):
-                reason = response.extensions.get("reason_phrase", b"")
-                version = response.extensions.get("http_version", b"HTTP/1.1")
-                _httpx_logger.info(
-                    'HTTP Request: POST %s "%s %d %s"', self._url, version.decode(), status, reason.decode()
-                )
+            extensions = response.extensions
+            self._log_answer(extensions.get("http_version", b"HTTP/1.1"), status, extensions.get("reason_phrase", b""))
             content_type, plain = _content_of(response.headers)
             if not plain:
-                wrapped = httpx2.Response(
-                    status,
-                    headers=response.headers,
-                    stream=_PoolStream(body_stream),
-                    extensions=response.extensions,
-                    request=httpx2.Request("POST", self._url, headers=raw_headers),
-                )
-                self._client.cookies.extract_cookies(wrapped)
+                wrapped = self._through_httpx2(status, response.headers, body_stream.chunks(), extensions, raw_headers)
                 return await self._answer(
                     status, wrapped.headers.get("content-type", ""), wrapped.aread, lambda: _events(wrapped), on_message
                 )
@@ -419,21 +422,6 @@ async def _no_events() -> AsyncGenerator[ServerSentEvent, None]:
     yield  # pragma: no cover - makes this an async generator
 
 
-class _ExchangeStream(httpx2.AsyncByteStream):
-    """A lean exchange's body as an httpx2 stream (errors mapped), for answers read through `httpx2.Response`."""
-
-    def __init__(self, exchange: Exchange) -> None:
-        self._exchange = exchange
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _httpx2.map_httpcore_exceptions():
-            async for chunk in self._exchange.iter_chunks():
-                yield chunk
-
-    async def aclose(self) -> None:
-        pass  # released by `_lean_request`
-
-
 def _events(response: httpx2.Response) -> AsyncGenerator[ServerSentEvent, None]:
     source = httpx2.EventSource(response, max_event_size=_MAX_EVENT_BYTES)
     return cast(AsyncGenerator[ServerSentEvent, None], aiter(source))
@@ -492,18 +480,20 @@ async def _raw_events(body: _Body, content_type: str) -> AsyncGenerator[ServerSe
 
 
 class _PoolStream(httpx2.AsyncByteStream):
-    """An httpcore2 response stream as an httpx2 one (errors mapped), as httpx2's transport wraps it."""
+    """A body read off the pool (an httpcore2 response's, or a lean exchange's) as an httpx2 stream, errors mapped
+    as httpx2's transport maps them; for answers read through `httpx2.Response`. Closing it is the caller's job
+    (`_raw_request` after the drain, `_lean_request` by releasing the exchange)."""
 
-    def __init__(self, body: _Body) -> None:
-        self._body = body
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         with _httpx2.map_httpcore_exceptions():
-            async for chunk in self._body.chunks():
+            async for chunk in self._chunks:
                 yield chunk
 
     async def aclose(self) -> None:
-        pass  # closed by `_raw_request`, after the drain
+        pass
 
 
 def _response_of(data: str | bytes) -> dict[str, Any] | None:
