@@ -45,7 +45,16 @@ import contextlib
 import itertools
 import logging
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+)
 from typing import Any, cast
 
 import httpcore2
@@ -69,7 +78,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from mcp_gateway.tracing import trace_context_active
 from mcp_gateway.upstreams import _httpx2, _sdk_client
-from mcp_gateway.upstreams.lean_http import Exchange, LeanPool
+from mcp_gateway.upstreams.lean_http import LeanPool
 
 SESSION_ID_HEADER = "mcp-session-id"
 PROTOCOL_VERSION_HEADER = "mcp-protocol-version"
@@ -200,27 +209,19 @@ class DirectHttp:
         with _httpx2.map_httpcore_exceptions():
             exchange = await self._lean.send(data)
             try:
-                while not exchange.headers_done or (
-                    exchange.sse is not None and not exchange.sse.events and not exchange.complete
-                ):
+                while not exchange.headers_done:  # for an SSE answer: woken once its first event is in
                     await exchange.wait()
                 status = exchange.status
                 self._log_answer(exchange.http_version, status, exchange.reason)
                 content_type, plain = _content_of(exchange.headers)
+                read: Callable[[], Awaitable[bytes]] = exchange.read
+                events: Callable[[], AsyncGenerator[str | bytes, None]] = exchange.iter_events
                 if not plain:
                     extensions = {"http_version": exchange.http_version, "reason_phrase": exchange.reason}
                     wrapped = self._through_httpx2(status, exchange.headers, exchange.iter_chunks(), extensions)
-                    if exchange.sse is None:
-                        return await self._answer(
-                            status,
-                            wrapped.headers.get("content-type", ""),
-                            wrapped.aread,
-                            lambda: _events(wrapped),
-                            on_message,
-                        )
-                if exchange.sse is None:
-                    return await self._answer(status, content_type, exchange.read, _no_events, on_message)
-                return await self._answer_events(exchange, on_message)
+                    if exchange.sse is None:  # a content encoding: read through httpx2 (cookies are kept above)
+                        read, events = wrapped.aread, lambda: _events(wrapped)
+                return await self._answer(status, content_type, read, events, on_message)
             finally:
                 # An SSE answer's stream ends a moment after the answer: the pool keeps the connection once it has.
                 exchange.release(drain=exchange.sse is not None)
@@ -263,26 +264,6 @@ class DirectHttp:
         )
         self._head_for = (merged, head)
         return head
-
-    async def _answer_events(self, exchange: Exchange, on_message: OnMessage) -> dict[str, Any]:
-        """`_answer` for a 2xx SSE answer the lean pool parsed: the first response on the stream answers;
-        what comes before it is handled in order, before the stream is read on."""
-        events = exchange.events
-        while True:
-            if not events:
-                if exchange.complete:
-                    raise MCPError(CONNECTION_CLOSED, "SSE stream ended without a response")
-                await exchange.wait()
-                continue
-            data = events.popleft()
-            answer = _response_of(data)
-            if answer is not None:
-                return answer
-            try:
-                message = jsonrpc_message_adapter.validate_json(data, by_name=False)
-            except ValidationError:
-                continue
-            await on_message(message)
 
     async def _raw_request(self, body: bytes, headers: dict[str, str], on_message: OnMessage) -> dict[str, Any]:
         """The POST `client.stream` would send, handed to the client's connection pool directly.
@@ -357,9 +338,12 @@ class DirectHttp:
         status: int,
         content_type: str,
         read: Callable[[], Awaitable[bytes]],
-        events: Callable[[], AsyncGenerator[ServerSentEvent, None]],
+        events: Callable[[], AsyncGenerator[str | bytes, None]],
         on_message: OnMessage,
     ) -> dict[str, Any]:
+        """The result of the upstream's answer, whichever way it came: a JSON body (`read`), or an event
+        stream (`events`: the data of its `message` events), where the first response answers and what
+        comes before it is handled in order (`on_message`), before the stream is read on."""
         if 300 <= status < 400:
             self._usable = False
             raise NotDirect(f"HTTP {status} from {self._url}")
@@ -383,16 +367,14 @@ class DirectHttp:
             raise MCPError(INVALID_REQUEST, f"Unexpected content type: {content_type}")
         # Closed here, not left to the event loop's async-generator finaliser, once the answer is in.
         async with contextlib.aclosing(events()) as stream:
-            async for event in stream:
-                if event.event != "message" or not event.data:
-                    continue
-                answer = _response_of(event.data)
+            async for data in stream:
+                answer = _response_of(data)
                 if answer is not None:
                     return answer
                 # Not our answer: a log message, a server→client request, a notification. Handled
                 # before the stream is read on, so it reaches the client ahead of the answer.
                 try:
-                    message = jsonrpc_message_adapter.validate_json(event.data, by_name=False)
+                    message = jsonrpc_message_adapter.validate_json(data, by_name=False)
                 except ValidationError:
                     continue
                 await on_message(message)
@@ -416,15 +398,20 @@ def _content_of(headers: list[tuple[bytes, bytes]]) -> tuple[str, bool]:
     return content_type, plain
 
 
-async def _no_events() -> AsyncGenerator[ServerSentEvent, None]:
-    """Not called: `_answer` reads events only from an event stream, which the lean path reads itself."""
-    raise AssertionError("an event stream on the lean path is read by `_answer_events`")
-    yield  # pragma: no cover - makes this an async generator
+async def _events(response: httpx2.Response) -> AsyncGenerator[str, None]:
+    """The data of each `message` event of an event-stream response, as `httpx2.EventSource` reads them."""
+    source = cast(
+        AsyncGenerator[ServerSentEvent, None], aiter(httpx2.EventSource(response, max_event_size=_MAX_EVENT_BYTES))
+    )
+    async with contextlib.aclosing(source) as events:
+        async for event in events:
+            if event.event == "message" and event.data:
+                yield event.data
 
 
-def _events(response: httpx2.Response) -> AsyncGenerator[ServerSentEvent, None]:
-    source = httpx2.EventSource(response, max_event_size=_MAX_EVENT_BYTES)
-    return cast(AsyncGenerator[ServerSentEvent, None], aiter(source))
+def _message_data(events: Iterable[ServerSentEvent]) -> Iterator[str]:
+    """The data of the `message` events among `events` (the only ones a call's stream answers with)."""
+    return (event.data for event in events if event.event == "message" and event.data)
 
 
 class _Body:
@@ -457,8 +444,8 @@ async def _read_all(body: _Body) -> bytes:
         return b"".join([chunk async for chunk in body.chunks()])
 
 
-async def _raw_events(body: _Body, content_type: str) -> AsyncGenerator[ServerSentEvent, None]:
-    """What `httpx2.EventSource` yields for a UTF-8 body without a content encoding."""
+async def _raw_events(body: _Body, content_type: str) -> AsyncGenerator[str, None]:
+    """What `_events` yields (through `httpx2.EventSource`) for a UTF-8 body without a content encoding."""
     # `EventSource` wants exactly this media type (`_answer` only checked the prefix)
     media_type = content_type.partition(";")[0].strip().lower()
     if media_type != "text/event-stream":
@@ -469,14 +456,14 @@ async def _raw_events(body: _Body, content_type: str) -> AsyncGenerator[ServerSe
         async for chunk in body.chunks():
             text = decoder.decode(chunk)
             if text:
-                for event in parser.decode(text):
-                    yield event
+                for data in _message_data(parser.decode(text)):
+                    yield data
     text = decoder.decode(b"", True)
     if text:
-        for event in parser.decode(text):
-            yield event
-    for event in parser.flush():
-        yield event
+        for data in _message_data(parser.decode(text)):
+            yield data
+    for data in _message_data(parser.flush()):
+        yield data
 
 
 class _PoolStream(httpx2.AsyncByteStream):

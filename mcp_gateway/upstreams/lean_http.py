@@ -31,7 +31,7 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import cast
 
@@ -171,11 +171,6 @@ class Exchange:
         self.released = False
         self._waiter: asyncio.Future[None] | None = None
 
-    @property
-    def events(self) -> deque[bytes]:
-        assert self.sse is not None
-        return self.sse.events
-
     async def wait(self) -> None:
         """Until something more arrived (headers, an event, a chunk), the response ended, or it failed.
 
@@ -198,6 +193,18 @@ class Exchange:
             await self.wait()
         chunks, self.chunks = self.chunks, []
         return b"".join(chunks)
+
+    async def iter_events(self) -> AsyncGenerator[bytes, None]:
+        """The data of each `message` event as it arrives (an SSE body, parsed by `SSEBytes`)."""
+        assert self.sse is not None
+        events = self.sse.events
+        while True:
+            if events:
+                yield events.popleft()
+            elif self.complete:
+                return
+            else:
+                await self.wait()
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """The body's chunks as they arrive (a body read through `httpx2.Response`)."""
